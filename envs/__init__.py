@@ -1,0 +1,1 @@
+"""Real simulators with explicit generalization splits."""

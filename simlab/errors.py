@@ -1,0 +1,24 @@
+"""User-facing errors.
+
+Every error a user can cause (bad config value, unknown env id, corrupt data
+or checkpoint, out-of-range action) derives from :class:`SimlabError`; the CLI
+prints its message on one line and exits with code 2, without a traceback.
+"""
+
+from __future__ import annotations
+
+
+class SimlabError(Exception):
+    """Base class of errors caused by user input; the CLI maps it to exit code 2."""
+
+
+class ConfigError(SimlabError, ValueError):
+    """A configuration value, preset, override or split definition is invalid."""
+
+
+class DatasetError(SimlabError):
+    """A dataset file is missing, truncated, corrupt or of the wrong format."""
+
+
+class CheckpointError(SimlabError):
+    """A checkpoint or saved model is missing, truncated or incompatible."""
