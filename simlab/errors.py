@@ -22,3 +22,14 @@ class DatasetError(SimlabError):
 
 class CheckpointError(SimlabError):
     """A checkpoint or saved model is missing, truncated or incompatible."""
+
+
+class ActionError(SimlabError, ValueError):
+    """An action is NaN, of the wrong shape, or outside the action space."""
+
+
+class EnvIdError(SimlabError, KeyError):
+    """An env id is not registered."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
