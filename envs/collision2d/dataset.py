@@ -1,0 +1,301 @@
+"""Collect and read collision2d video datasets (HDF5 shards + manifest, see :mod:`simlab.data`).
+
+Each shard holds a fixed block of video indices: ``pos``/``vel`` ``(n, T, K, 2)``
+float64 exact states, ``radii`` ``(n, K)``, ``p0``/``v0``, ``t_contact``, the
+scenario parameters (``param_<name>``) and, unless ``store_frames=False``,
+``frames`` ``(n, T, H, W, 3)`` uint8 (gzip, lossless). Datasets stored without
+frames re-render them in the reader from the exact states, bit-identically
+(the renderer is deterministic), so paper-scale sets (3M videos) cost a few
+GB of states instead of terabytes of pixels.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from simlab import __version__
+from simlab.data import (
+    FORMAT_VERSION, MANIFEST, check_shards, open_h5, read_h5_array, read_manifest, sha256_file,
+    shard_name, write_h5_shard, write_json_atomic,
+)
+from simlab.envs.collision2d.physics import COND_FRAMES, FRAME_DT, NUM_FRAMES, WORLD_SIZE
+from simlab.envs.collision2d.render import render_balls
+from simlab.envs.collision2d.scenarios import VideoSpec, num_balls
+from simlab.errors import ConfigError, DatasetError
+
+KIND = "simlab.collision2d.videos"
+STATE_KEYS = ("pos", "vel", "radii", "p0", "v0", "t_contact", "index")
+
+
+@dataclass(frozen=True)
+class CollectConfig:
+    """Everything that determines a collision2d dataset's content."""
+
+    scenario: str = "collision"
+    """uniform | collision | oblique | parabola."""
+    split: str = "train"
+    """Split name of the scenario (``simlab envs --json`` lists them) or ``ood``."""
+    size: int = 1000
+    """Number of videos (with ``grid``: at most the grid size; 0 = whole grid)."""
+    resolution: int = 64
+    """Frame side in pixels (>= 16; 64 default, 128 paper scale)."""
+    seed: int = 0
+    """Seed of parameters and placement."""
+    grid: str | None = None
+    """Paper linspace grid (30k | 300k | 3m) instead of random sampling."""
+    store_frames: bool = True
+    """Store frames (gzip) or only exact states (frames re-rendered on read)."""
+    videos_per_shard: int = 4096
+    """Videos per shard file (part of the content: fixed for a dataset)."""
+
+    def __post_init__(self) -> None:
+        spec = self.spec()  # validates scenario / split / grid / seed
+        if self.resolution < 16:
+            raise ConfigError(f"resolution must be >= 16 pixels, got {self.resolution}")
+        if self.resolution > 1024:
+            raise ConfigError(f"resolution must be <= 1024 pixels, got {self.resolution}")
+        if self.size < 0 or (self.size == 0 and self.grid is None):
+            raise ConfigError(f"size must be >= 1, got {self.size}")
+        gs = spec.grid_size()
+        if gs is not None and self.size > gs:
+            raise ConfigError(f"grid {self.grid!r} of {self.scenario} has {gs} videos; --size {self.size} is larger")
+        if self.videos_per_shard < 1:
+            raise ConfigError(f"videos_per_shard must be >= 1, got {self.videos_per_shard}")
+
+    def spec(self) -> VideoSpec:
+        """The generator spec."""
+        return VideoSpec(self.scenario, self.split, self.seed, self.grid)
+
+    @property
+    def total(self) -> int:
+        """Videos in the dataset."""
+        gs = self.spec().grid_size()
+        return gs if (gs is not None and self.size == 0) else self.size
+
+    def num_shards(self) -> int:
+        """Number of shard files."""
+        return -(-self.total // self.videos_per_shard)
+
+
+@dataclass
+class CollectResult:
+    """What a collection run did."""
+
+    out: str
+    written: list[int] = field(default_factory=list)
+    skipped: list[int] = field(default_factory=list)
+    complete: bool = False
+    seconds: float = 0.0
+    videos_written: int = 0
+
+
+def _shard_arrays(cfg: CollectConfig, start: int, stop: int, batch: int,
+                  buf: np.ndarray | None) -> dict[str, np.ndarray]:
+    from simlab.envs.collision2d.scenarios import generate_states
+
+    st = generate_states(cfg.spec(), start, stop)
+    arrays = {k: st[k] for k in STATE_KEYS}
+    k = num_balls(cfg.scenario)
+    param_names = ("r", "v") if k == 1 else ("r1", "r2", "v1", "v2")
+    for p in param_names:
+        arrays[f"param_{p}"] = st[p]
+    if "ood_level" in st:
+        arrays["ood_level"] = st["ood_level"]
+    if cfg.store_frames:
+        n = stop - start
+        frames = np.empty((n, NUM_FRAMES, cfg.resolution, cfg.resolution, 3), np.uint8)
+        for lo in range(0, n, batch):
+            hi = min(n, lo + batch)
+            if buf is None or buf.shape[0] != hi - lo:
+                buf = np.empty((hi - lo, *frames.shape[1:]), np.uint8)
+            frames[lo:hi] = render_balls(st["pos"][lo:hi], st["radii"][lo:hi], cfg.resolution, out=buf)
+        arrays["frames"] = frames
+    return arrays
+
+
+def _sidecar(root: Path, j: int) -> Path:
+    return root / (shard_name(j)[:-3] + ".json")
+
+
+def _shard_info(root: Path, j: int, cfg: CollectConfig) -> dict[str, Any]:
+    """Size/checksum record of an existing shard (from its sidecar, recomputed if missing)."""
+    path = root / shard_name(j)
+    side = _sidecar(root, j)
+    size = path.stat().st_size
+    if side.exists():
+        try:
+            info = json.loads(side.read_text())
+            if info.get("bytes") == size:
+                return info
+        except json.JSONDecodeError:
+            pass
+    start = j * cfg.videos_per_shard
+    info = {"file": shard_name(j), "start": start, "stop": min(cfg.total, start + cfg.videos_per_shard),
+            "bytes": size, "sha256": sha256_file(path)}
+    write_json_atomic(side, info)
+    return info
+
+
+def _config_dict(cfg: CollectConfig) -> dict[str, Any]:
+    return asdict(cfg)
+
+
+def _check_existing(root: Path, cfg: CollectConfig, resume: bool) -> None:
+    """Refuse to mix datasets: an existing directory must hold the same config, and needs --resume."""
+    existing = [root / MANIFEST, *sorted((root / "shards").glob("shard-*.h5"))] if root.exists() else []
+    existing = [p for p in existing if p.exists()]
+    if not existing:
+        return
+    if not resume:
+        raise ConfigError(f"{root} already holds a dataset; pass --resume to continue it or choose another --out")
+    cfg_path = root / "collect_config.json"
+    if cfg_path.exists():
+        try:
+            old = json.loads(cfg_path.read_text())
+        except json.JSONDecodeError:
+            raise DatasetError(f"{cfg_path}: not valid JSON") from None
+        if old != _config_dict(cfg):
+            diff = sorted(k for k in old.keys() | _config_dict(cfg).keys()
+                          if old.get(k) != _config_dict(cfg).get(k))
+            raise ConfigError(f"{root} was collected with a different config ({', '.join(diff)} differ); "
+                              "use the same arguments to resume or another --out")
+
+
+def collect(cfg: CollectConfig, out: str | Path, shard: tuple[int, int] = (0, 1),
+            resume: bool = False, batch: int = 256, progress: bool | None = None) -> CollectResult:
+    """Generate the dataset's shards ``j`` with ``j % n == i`` for ``shard=(i, n)``.
+
+    Writes ``collect_config.json`` first, each shard atomically (plus a small
+    checksum sidecar), and ``manifest.json`` once every shard of the dataset
+    exists (any worker that finishes last writes it). With ``resume``, shards
+    already present are skipped; the result is byte-identical to an unbroken run.
+    """
+    from tqdm import tqdm
+
+    root = Path(out)
+    i, n = shard
+    # Workers of one sharded collection share the directory: that is not a clash.
+    _check_existing(root, cfg, resume or n > 1)
+    root.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(root / "collect_config.json", _config_dict(cfg))
+    todo = [j for j in range(cfg.num_shards()) if j % n == i]
+    res = CollectResult(out=str(root))
+    t0 = time.perf_counter()
+    attrs = {"format_version": FORMAT_VERSION, "kind": KIND, "config": _config_dict(cfg)}
+    buf: np.ndarray | None = None
+    with tqdm(total=sum(min(cfg.total, (j + 1) * cfg.videos_per_shard) - j * cfg.videos_per_shard for j in todo),
+              desc=f"collect {cfg.scenario}/{cfg.split}", unit="video", disable=progress is False,
+              leave=False, dynamic_ncols=True) as bar:
+        for j in todo:
+            start = j * cfg.videos_per_shard
+            stop = min(cfg.total, start + cfg.videos_per_shard)
+            path = root / shard_name(j)
+            if path.exists():
+                _shard_info(root, j, cfg)
+                res.skipped.append(j)
+                bar.update(stop - start)
+                continue
+            arrays = _shard_arrays(cfg, start, stop, batch, buf)
+            write_h5_shard(path, arrays, {**attrs, "start": start, "stop": stop},
+                           compress={"frames"})
+            _shard_info(root, j, cfg)
+            res.written.append(j)
+            res.videos_written += stop - start
+            bar.update(stop - start)
+    res.seconds = time.perf_counter() - t0
+    res.complete = finalize(root, cfg)
+    return res
+
+
+def finalize(root: Path, cfg: CollectConfig) -> bool:
+    """Write ``manifest.json`` if every shard exists; returns whether the dataset is complete."""
+    if not all((root / shard_name(j)).exists() for j in range(cfg.num_shards())):
+        return False
+    shards = [_shard_info(root, j, cfg) for j in range(cfg.num_shards())]
+    man = {
+        "format_version": FORMAT_VERSION,
+        "kind": KIND,
+        "simlab_version": __version__,
+        "config": _config_dict(cfg),
+        "count": cfg.total,
+        "num_balls": num_balls(cfg.scenario),
+        "frames": NUM_FRAMES,
+        "cond_frames": COND_FRAMES,
+        "frame_dt": FRAME_DT,
+        "world_size": WORLD_SIZE,
+        "seed_range": [cfg.seed, cfg.seed],
+        "shards": shards,
+        "bytes": int(sum(s["bytes"] for s in shards)),
+    }
+    write_json_atomic(root / MANIFEST, man)
+    return True
+
+
+class VideoDataset:
+    """Read a collected collision2d dataset.
+
+    Validates the manifest and shard sizes on open (``verify=True`` also
+    checks SHA-256 of every shard); frames are read, or rendered from the
+    exact states when the dataset was collected with ``store_frames=False``.
+    """
+
+    def __init__(self, root: str | Path, verify: bool = False) -> None:
+        self.root = Path(root)
+        self.manifest = read_manifest(self.root, KIND)
+        check_shards(self.root, self.manifest, verify=verify)
+        try:
+            self.config = CollectConfig(**self.manifest["config"])
+        except (TypeError, ConfigError) as e:
+            raise DatasetError(f"{self.root / MANIFEST}: invalid generator config ({e})") from None
+        self.shards = self.manifest["shards"]
+        self.num_balls = num_balls(self.config.scenario)
+
+    def __len__(self) -> int:
+        return int(self.manifest["count"])
+
+    @property
+    def collision(self) -> bool:
+        """Two-ball scenario (post-contact frames are evaluated)."""
+        return self.num_balls == 2
+
+    def _read_shard(self, s: dict[str, Any], lo: int, hi: int, frames: bool) -> dict[str, np.ndarray]:
+        path = self.root / s["file"]
+        with open_h5(path) as f:
+            if f.attrs.get("kind") != KIND:
+                raise DatasetError(f"{path}: not a collision2d shard")
+            sel = slice(lo, hi)
+            out = {k: read_h5_array(f, k, sel) for k in STATE_KEYS}
+            if frames:
+                if "frames" in f:
+                    out["frames"] = read_h5_array(f, "frames", sel)
+                else:
+                    out["frames"] = render_balls(out["pos"], out["radii"], self.config.resolution)
+        if len(out["index"]) != hi - lo or (hi > lo and out["index"][0] != s["start"] + lo):
+            raise DatasetError(f"{path}: index range does not match the manifest")
+        return out
+
+    def load(self, start: int = 0, stop: int | None = None, frames: bool = True) -> dict[str, np.ndarray]:
+        """Videos ``[start, stop)`` as one dict of arrays (``frames`` ``(n,T,H,W,3)`` uint8)."""
+        stop = len(self) if stop is None else stop
+        if not 0 <= start <= stop <= len(self):
+            raise DatasetError(f"{self.root}: range [{start}, {stop}) outside 0..{len(self)}")
+        parts = []
+        for s in self.shards:
+            lo, hi = max(start, s["start"]), min(stop, s["stop"])
+            if lo < hi:
+                parts.append(self._read_shard(s, lo - s["start"], hi - s["start"], frames))
+        if not parts:
+            return {}
+        return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+
+    def iter_batches(self, batch: int = 256, frames: bool = True) -> Iterator[dict[str, np.ndarray]]:
+        """Consecutive batches of videos."""
+        for lo in range(0, len(self), batch):
+            yield self.load(lo, min(len(self), lo + batch), frames)

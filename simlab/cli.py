@@ -1,0 +1,325 @@
+"""The ``simlab`` command line.
+
+Every user error (:class:`simlab.errors.SimlabError` or a bad option) prints
+one line ``error: ...`` to stderr and exits with code 2, without a traceback.
+Heavy modules are imported inside the commands so ``simlab --help`` is fast.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+
+from simlab.errors import ConfigError, EnvIdError, SimlabError
+
+app = typer.Typer(
+    name="simlab",
+    help="simlab: real simulators with generalization splits, world models and policies.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+collect_app = typer.Typer(help="Collect datasets from simlab simulators.", no_args_is_help=True)
+eval_app = typer.Typer(help="Evaluate data, models and policies.", no_args_is_help=True)
+app.add_typer(collect_app, name="collect")
+app.add_typer(eval_app, name="eval")
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print results as one JSON object.")]
+
+
+def _print_json(obj: Any) -> None:
+    typer.echo(json.dumps(obj, indent=2, sort_keys=False, default=float))
+
+
+# ---- envs ------------------------------------------------------------------------------
+@app.command("envs")
+def envs_cmd(as_json: JsonOpt = False) -> None:
+    """List simlab environments, dataset generators and their splits."""
+    import simlab  # noqa: F401  (registers envs)
+    from simlab.envs.collision2d.scenarios import SCENARIOS, scenario_splits
+    from simlab.registry import ENV_SPECS
+
+    envs = []
+    for s in ENV_SPECS:
+        entry: dict[str, Any] = {"id": s.id, "summary": s.summary, "max_episode_steps": s.max_episode_steps}
+        try:
+            mod, cls = s.entry_point.split(":")
+            env_cls = getattr(__import__(mod, fromlist=[cls]), cls)
+            entry["splits"] = {k: v.to_dict() for k, v in getattr(env_cls, "splits", {}).items()}
+        except ImportError as e:  # an optional extra is missing
+            entry["unavailable"] = str(e)
+        envs.append(entry)
+    gens = {"collision2d": {sc: {k: v.to_dict() for k, v in scenario_splits(sc).items()} for sc in SCENARIOS}}
+    if as_json:
+        _print_json({"envs": envs, "generators": gens})
+        return
+    typer.echo("Environments (gymnasium.make after `import simlab`):")
+    for e in envs:
+        splits = ", ".join(e.get("splits", {})) or "-"
+        typer.echo(f"  {e['id']:<28} {e['summary']}\n  {'':<28} splits: {splits}")
+    typer.echo("\nDataset generators (simlab collect):")
+    for sc in SCENARIOS:
+        typer.echo(f"  collision2d --scenario {sc:<10} splits: {', '.join(gens['collision2d'][sc])}, ood")
+
+
+# ---- collect -----------------------------------------------------------------------------
+@collect_app.command("collision2d")
+def collect_collision2d(
+    out: Annotated[Path, typer.Option("--out", help="Dataset directory.")],
+    scenario: Annotated[str, typer.Option(help="uniform | collision | oblique | parabola")] = "collision",
+    split: Annotated[str, typer.Option(help="train | id | ood | ood_* levels | gap_train | gap_test")] = "train",
+    size: Annotated[int, typer.Option(help="Number of videos (0 with --grid = whole grid).")] = 1000,
+    resolution: Annotated[int, typer.Option(help="Frame side in pixels (>= 16).")] = 64,
+    seed: Annotated[int, typer.Option(help="Seed of parameters and placement.")] = 0,
+    grid: Annotated[Optional[str], typer.Option(help="Paper linspace grid: 30k | 300k | 3m.")] = None,
+    store_frames: Annotated[bool, typer.Option(
+        "--store-frames/--no-store-frames",
+        help="Store frames (gzip) or only exact states; readers re-render bit-exactly.")] = True,
+    videos_per_shard: Annotated[int, typer.Option(help="Videos per shard file.")] = 4096,
+    shard: Annotated[str, typer.Option(help="This worker's part, i/n: writes shards j with j % n == i.")] = "0/1",
+    resume: Annotated[bool, typer.Option(help="Continue an interrupted collection (skips finished shards).")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Generate collision2d videos (frames uint8, exact per-frame states, parameters) as HDF5 shards."""
+    from simlab.data import parse_shard
+    from simlab.envs.collision2d.dataset import CollectConfig, collect
+
+    cfg = CollectConfig(scenario=scenario, split=split, size=size, resolution=resolution, seed=seed,
+                        grid=grid, store_frames=store_frames, videos_per_shard=videos_per_shard)
+    res = collect(cfg, out, shard=parse_shard(shard), resume=resume)
+    summary = {
+        "out": str(out), "videos": cfg.total, "shards_written": len(res.written),
+        "shards_skipped": len(res.skipped), "complete": res.complete, "seconds": round(res.seconds, 3),
+        "videos_per_second": round(res.videos_written / res.seconds, 1) if res.seconds > 0 and res.videos_written else None,
+    }
+    if as_json:
+        _print_json(summary)
+    else:
+        state = "complete" if res.complete else "partial (other shards still to be written)"
+        typer.echo(f"{out}: {cfg.total} videos, {len(res.written)} shard(s) written, "
+                   f"{len(res.skipped)} skipped, {state}, {res.seconds:.1f} s")
+
+
+# ---- render -------------------------------------------------------------------------------
+def _parse_indices(text: str, n: int) -> list[int]:
+    try:
+        if ":" in text:
+            a, b = text.split(":")
+            idx = list(range(int(a or 0), int(b) if b else n))
+        else:
+            idx = [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise ConfigError(f"--indices must look like 0:16 or 0,5,9, got {text!r}") from None
+    bad = [i for i in idx if not 0 <= i < n]
+    if bad or not idx:
+        raise ConfigError(f"--indices {text!r}: need indices in 0..{n - 1}")
+    return idx
+
+
+@app.command("render")
+def render_cmd(
+    out: Annotated[Path, typer.Option("--out", help="Output .mp4 file.")],
+    data: Annotated[Optional[Path], typer.Option(help="A collected dataset directory.")] = None,
+    env: Annotated[Optional[str], typer.Option(help="Or an env id: records a random-policy episode.")] = None,
+    indices: Annotated[str, typer.Option(help="Videos to tile, e.g. 0:16 or 0,3,7.")] = "0:16",
+    steps: Annotated[int, typer.Option(help="With --env: number of steps.")] = 100,
+    seed: Annotated[int, typer.Option(help="With --env: reset seed.")] = 0,
+    fps: Annotated[float, typer.Option(help="Frames per second.")] = 10.0,
+    as_json: JsonOpt = False,
+) -> None:
+    """Render dataset videos (as a grid) or an env rollout to mp4, headless."""
+    import numpy as np
+
+    from simlab.video import grid, write_mp4
+
+    if (data is None) == (env is None):
+        raise ConfigError("give exactly one of --data DIR or --env ID")
+    if out.suffix != ".mp4":
+        raise ConfigError(f"--out must end in .mp4, got {out}")
+    if data is not None:
+        from simlab.envs.collision2d.dataset import VideoDataset
+
+        ds = VideoDataset(data)
+        idx = _parse_indices(indices, len(ds))
+        videos = np.stack([ds.load(i, i + 1)["frames"][0] for i in idx])
+        frames = grid(videos)
+        what = {"data": str(data), "indices": idx}
+    else:
+        frames = _rollout_frames(env, steps, seed)  # type: ignore[arg-type]
+        what = {"env": env, "steps": len(frames), "seed": seed}
+    write_mp4(out, frames, fps=fps)
+    info = {**what, "out": str(out), "frames": int(len(frames))}
+    if as_json:
+        _print_json(info)
+    else:
+        typer.echo(f"wrote {out} ({len(frames)} frames)")
+
+
+def make_env(env_id: str, **kwargs: Any):  # -> gymnasium.Env
+    """``gymnasium.make`` with a one-line error for unknown ids."""
+    import gymnasium
+
+    import simlab  # noqa: F401
+
+    if env_id not in gymnasium.registry:
+        from simlab.registry import env_ids
+
+        raise EnvIdError(f"unknown env id {env_id!r}; simlab envs: {', '.join(env_ids())}")
+    return gymnasium.make(env_id, **kwargs)
+
+
+def _rollout_frames(env_id: str, steps: int, seed: int):
+    import numpy as np
+
+    if steps < 1:
+        raise ConfigError(f"--steps must be >= 1, got {steps}")
+    env = make_env(env_id, render_mode="rgb_array")
+    env.reset(seed=seed)
+    env.action_space.seed(seed)
+    frames = [env.render()]
+    for _ in range(steps):
+        _, _, term, trunc, _ = env.step(env.action_space.sample())
+        frames.append(env.render())
+        if term or trunc:
+            env.reset()
+    env.close()
+    return np.stack(frames)
+
+
+# ---- eval physics -------------------------------------------------------------------------
+PAPER_FLOORS = {"uniform": 0.0099, "collision": 0.0117, "parabola": 0.0210}
+
+
+def _stats(x) -> dict[str, float]:
+    import numpy as np
+
+    x = np.asarray(x, np.float64)
+    x = x[np.isfinite(x)]
+    if len(x) == 0:
+        return {"mean": float("nan"), "std": float("nan"), "ci95": float("nan"), "median": float("nan"), "n": 0}
+    sd = float(x.std(ddof=1)) if len(x) > 1 else 0.0
+    return {"mean": float(x.mean()), "std": sd, "ci95": 1.96 * sd / np.sqrt(len(x)),
+            "median": float(np.median(x)), "n": int(len(x))}
+
+
+@eval_app.command("physics")
+def eval_physics(
+    data: Annotated[Path, typer.Option(help="Ground-truth dataset directory.")],
+    ground_truth: Annotated[bool, typer.Option(
+        "--ground-truth", help="Score the dataset's own frames (the parse floor).")] = False,
+    pred: Annotated[Optional[Path], typer.Option(
+        help="HDF5 file with generated frames (N, 32, H, W, 3) uint8 in dataset 'frames' "
+             "(and optionally 'index') to score against --data.")] = None,
+    limit: Annotated[int, typer.Option(help="Score at most this many videos (0 = all).")] = 0,
+    verify: Annotated[bool, typer.Option(help="Check shard SHA-256 checksums first.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """The paper's velocity error: parse frames, finite-difference velocities, compare with exact states."""
+    import numpy as np
+
+    from simlab.data import open_h5, read_h5_array
+    from simlab.envs.collision2d.dataset import VideoDataset
+    from simlab.envs.collision2d.parse import evaluate_videos
+
+    if ground_truth == (pred is not None):
+        raise ConfigError("give exactly one of --ground-truth or --pred FILE")
+    if limit < 0:
+        raise ConfigError(f"--limit must be >= 0, got {limit}")
+    ds = VideoDataset(data, verify=verify)
+    n = len(ds) if limit == 0 else min(limit, len(ds))
+    if pred is not None:
+        with open_h5(pred) as f:
+            pframes = read_h5_array(f, "frames")
+            pidx = read_h5_array(f, "index") if "index" in f else np.arange(len(pframes))
+        exp = (ds.config.resolution, ds.config.resolution, 3)
+        if pframes.ndim != 5 or pframes.shape[1] != 32 or pframes.shape[2:] != exp or pframes.dtype != np.uint8:
+            raise ConfigError(f"{pred}: frames must be uint8 (N, 32, {exp[0]}, {exp[1]}, 3), "
+                              f"got {pframes.dtype} {pframes.shape}")
+        if len(pidx) != len(pframes) or (len(pidx) and (pidx.min() < 0 or pidx.max() >= len(ds))):
+            raise ConfigError(f"{pred}: 'index' must list one dataset index in 0..{len(ds) - 1} per video")
+        pframes, pidx = pframes[: n if limit else None], pidx[: n if limit else None]
+    from tqdm import tqdm
+
+    parts: dict[str, list] = {}
+    done = 0
+
+    def score(st: dict, frames) -> None:
+        nonlocal done
+        r = evaluate_videos(frames, st["pos"], st["radii"], st["t_contact"], ds.collision)
+        for k, v in r.items():
+            parts.setdefault(k, []).append(v)
+        done += len(frames)
+        bar.update(len(frames))
+
+    with tqdm(total=n if pred is None else len(pidx), desc="eval physics", unit="video", leave=False) as bar:
+        if pred is None:
+            for lo in range(0, n, 256):
+                b = ds.load(lo, min(n, lo + 256))
+                score(b, b["frames"])
+        else:
+            states = ds.load(0, len(ds), frames=False)  # exact states are small (~2 KB/video)
+            for lo in range(0, len(pidx), 256):
+                ids = pidx[lo:lo + 256]
+                score({k: v[ids] for k, v in states.items()}, pframes[lo:lo + 256])
+    res = {k: np.concatenate(v) for k, v in parts.items()}
+    sc = ds.config.scenario
+    out = {
+        "data": str(data), "source": "ground-truth" if pred is None else str(pred),
+        "scenario": sc, "split": ds.config.split, "resolution": ds.config.resolution, "videos": done,
+        "velocity_error": _stats(res["velocity_error"]),
+        "frame_velocity_error": _stats(res["frame_velocity_error"]),
+        "radius_error": _stats(res["radius_error"]),
+        "missing_frac": _stats(res["missing"]),
+        "paper_gt_floor": PAPER_FLOORS.get(sc),
+    }
+    if as_json:
+        _print_json(out)
+        return
+    ve = out["velocity_error"]
+    typer.echo(f"{sc} @ {ds.config.resolution}px, {done} videos ({out['source']}): velocity error "
+               f"{ve['mean']:.4f} ± {ve['ci95']:.4f} (95% CI)"
+               + (f"; paper's ground-truth floor {PAPER_FLOORS[sc]}" if sc in PAPER_FLOORS else ""))
+
+
+# ---- entry point ---------------------------------------------------------------------------
+def main(argv: list[str] | None = None) -> int:
+    """Console entry point: runs the app, mapping user errors to one line and exit code 2.
+
+    Click's exceptions are matched by class name: typer >= 0.2x vendors its
+    own copy of click (same class names), older typer uses click itself.
+    """
+    cmd = typer.main.get_command(app)
+    try:
+        rv = cmd.main(args=argv if argv is not None else sys.argv[1:], prog_name="simlab", standalone_mode=False)
+        return rv if isinstance(rv, int) else 0
+    except SimlabError as e:
+        typer.echo(f"error: {e}", err=True)
+        return 2
+    except KeyboardInterrupt:
+        typer.echo("interrupted", err=True)
+        return 130
+    except Exception as e:
+        names = {c.__name__ for c in type(e).__mro__}
+        ctx = getattr(e, "ctx", None)
+        if "NoArgsIsHelpError" in names:
+            typer.echo(ctx.get_help() if ctx else str(e))
+            return 0
+        if "UsageError" in names:
+            hint = f" (see `{ctx.command_path} --help`)" if ctx else ""
+            typer.echo(f"error: {e.format_message()}{hint}", err=True)  # type: ignore[attr-defined]
+            return 2
+        if "Exit" in names:
+            return int(getattr(e, "exit_code", 0) or 0)
+        if "Abort" in names:
+            typer.echo("aborted", err=True)
+            return 1
+        raise
+
+
+if __name__ == "__main__":
+    sys.exit(main())

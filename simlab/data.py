@@ -1,0 +1,178 @@
+"""Dataset I/O shared by every simlab collector: HDF5 shards plus a JSON manifest.
+
+Layout of a dataset directory::
+
+    DIR/manifest.json          format version, kind, generator config, counts,
+                               one entry per shard (name, index range, bytes, sha256)
+    DIR/shards/shard-00000.h5  one HDF5 file per fixed block of items
+
+Writers create each shard as a temporary file and rename it into place, so a
+shard file that exists is complete; ``--resume`` skips those. Shards are fixed
+blocks of the item index range, independent of how many workers
+(``--shard i/n``) wrote them, so the bytes do not depend on the sharding.
+Every HDF5 dataset is written with ``track_times=False`` (no timestamps, so
+equal content gives equal bytes) and the Fletcher-32 chunk checksum filter
+(so a corrupted chunk fails loudly on read instead of returning garbage).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from simlab.errors import ConfigError, DatasetError
+
+FORMAT_VERSION = 1
+MANIFEST = "manifest.json"
+SHARD_DIR = "shards"
+
+
+def shard_name(j: int) -> str:
+    """File name of shard ``j`` (relative to the dataset directory)."""
+    return f"{SHARD_DIR}/shard-{j:05d}.h5"
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """Parse ``"i/n"`` (worker i of n, 0-based) -> ``(i, n)``; ConfigError when malformed."""
+    try:
+        i_s, n_s = text.split("/")
+        i, n = int(i_s), int(n_s)
+    except ValueError:
+        raise ConfigError(f"--shard must look like i/n (e.g. 0/4), got {text!r}") from None
+    if n < 1 or not 0 <= i < n:
+        raise ConfigError(f"--shard {text!r}: need 0 <= i < n and n >= 1")
+    return i, n
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; rename it onto ``path`` only on success.
+
+    On any exception the temporary file is removed and ``path`` is untouched.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def write_json_atomic(path: str | os.PathLike[str], obj: Any) -> None:
+    """Write ``obj`` as indented JSON through :func:`atomic_path`."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n")
+
+
+def sha256_file(path: str | os.PathLike[str], block: int = 1 << 20) -> str:
+    """Hex SHA-256 of a file."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(block):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def h5_dataset_kwargs(shape: tuple[int, ...], compress: bool) -> dict[str, Any]:
+    """Creation options for one array: one chunk per leading item, checksummed, no timestamps."""
+    chunks = (1, *shape[1:]) if len(shape) > 1 and shape[0] > 0 else None
+    kw: dict[str, Any] = {"track_times": False}
+    if chunks is not None and all(c > 0 for c in chunks):
+        kw["chunks"] = chunks
+        kw["fletcher32"] = True
+        if compress:
+            kw["compression"] = "gzip"
+            kw["compression_opts"] = 1
+            kw["shuffle"] = False
+    return kw
+
+
+def write_h5_shard(path: str | os.PathLike[str], arrays: dict[str, np.ndarray],
+                   attrs: dict[str, Any], compress: set[str] = frozenset()) -> int:
+    """Atomically write one shard; returns its size in bytes.
+
+    Args:
+        path: final shard path.
+        arrays: name -> array; each is stored as one HDF5 dataset, chunked per item.
+        attrs: root attributes (JSON-encoded if not scalar/str).
+        compress: names of arrays to gzip (lossless).
+    """
+    import h5py
+
+    with atomic_path(path) as tmp:
+        with h5py.File(tmp, "w", track_order=False) as f:
+            for k in sorted(attrs):
+                v = attrs[k]
+                f.attrs[k] = v if isinstance(v, (int, float, str, np.integer, np.floating)) else json.dumps(v)
+            for k in sorted(arrays):
+                a = np.ascontiguousarray(arrays[k])
+                f.create_dataset(k, data=a, **h5_dataset_kwargs(a.shape, k in compress))
+    return Path(path).stat().st_size
+
+
+def open_h5(path: str | os.PathLike[str]):  # -> h5py.File
+    """Open an HDF5 file for reading, mapping any failure to a DatasetError naming the file."""
+    import h5py
+
+    path = Path(path)
+    if not path.exists():
+        raise DatasetError(f"{path}: missing dataset file")
+    try:
+        return h5py.File(path, "r")
+    except OSError as e:
+        raise DatasetError(f"{path}: not a readable HDF5 file (truncated or corrupt: {e})") from None
+
+
+def read_h5_array(f, name: str, sel: slice | None = None) -> np.ndarray:
+    """Read one dataset (optionally a slice of items) with errors naming file and dataset."""
+    try:
+        d = f[name]
+        return d[sel] if sel is not None else d[()]
+    except KeyError:
+        raise DatasetError(f"{f.filename}: no array {name!r} (wrong or damaged file)") from None
+    except OSError as e:
+        raise DatasetError(f"{f.filename}: array {name!r} is corrupt ({e})") from None
+
+
+def read_manifest(root: str | os.PathLike[str], kind: str | None = None) -> dict[str, Any]:
+    """Load and check ``DIR/manifest.json``; DatasetError naming the problem otherwise."""
+    path = Path(root) / MANIFEST
+    if not Path(root).is_dir():
+        raise DatasetError(f"{root}: no such dataset directory")
+    if not path.exists():
+        raise DatasetError(f"{path}: missing manifest (collection incomplete? rerun with --resume)")
+    try:
+        man = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise DatasetError(f"{path}: manifest is not valid JSON ({e})") from None
+    if not isinstance(man, dict) or "format_version" not in man or "kind" not in man:
+        raise DatasetError(f"{path}: not a simlab manifest")
+    if man["format_version"] > FORMAT_VERSION:
+        raise DatasetError(f"{path}: format version {man['format_version']} is newer than this "
+                           f"simlab reads ({FORMAT_VERSION}); upgrade simlab")
+    if kind is not None and man["kind"] != kind:
+        raise DatasetError(f"{path}: dataset kind {man['kind']!r}, expected {kind!r}")
+    return man
+
+
+def check_shards(root: str | os.PathLike[str], man: dict[str, Any], verify: bool = False) -> None:
+    """Check every shard listed in the manifest exists with its recorded size (and sha256 if ``verify``)."""
+    for s in man.get("shards", []):
+        p = Path(root) / s["file"]
+        if not p.exists():
+            raise DatasetError(f"{p}: shard listed in the manifest is missing")
+        size = p.stat().st_size
+        if size != s["bytes"]:
+            raise DatasetError(f"{p}: size {size} B differs from the manifest's {s['bytes']} B (truncated?)")
+        if verify and sha256_file(p) != s["sha256"]:
+            raise DatasetError(f"{p}: checksum differs from the manifest (corrupt)")
