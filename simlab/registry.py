@@ -15,6 +15,7 @@ class EnvSpec:
     max_episode_steps: int | None
     summary: str
     kwargs: dict[str, Any] = field(default_factory=dict)
+    vector_entry_point: str | None = None
 
 
 ENV_SPECS: tuple[EnvSpec, ...] = (
@@ -23,6 +24,16 @@ ENV_SPECS: tuple[EnvSpec, ...] = (
         "simlab.envs.collision2d.control:Collision2DEnv",
         200,
         "push the red ball so that it knocks the blue ball into the target region (exact elastic physics)",
+    ),
+    *(
+        EnvSpec(f"simlab/{name}-v0", "simlab.envs.procgen.vec:ProcgenEnv", steps, summary, {"game": game},
+                "simlab.envs.procgen.vec:ProcgenVecEnv")
+        for name, game, steps, summary in (
+            ("Maze", "maze", 500, "procgen-like maze: reach the cheese (+10); maze size depends on the level"),
+            ("CoinRun", "coinrun", 1000, "procgen-like platformer: jump gaps, saws and enemies to the coin (+10)"),
+            ("BigFish", "bigfish", 1000, "procgen-like: eat smaller fish to grow, die touching a bigger one"),
+            ("Dodge", "dodge", 1000, "TakeCover-like survival: dodge projectiles, +1 per step survived"),
+        )
     ),
 )
 
@@ -34,7 +45,7 @@ def register_envs() -> None:
     for spec in ENV_SPECS:
         if spec.id in gymnasium.registry:
             continue
-        gymnasium.register(id=spec.id, entry_point=spec.entry_point,
+        gymnasium.register(id=spec.id, entry_point=spec.entry_point, vector_entry_point=spec.vector_entry_point,
                            max_episode_steps=spec.max_episode_steps, kwargs=dict(spec.kwargs))
 
 
