@@ -9,8 +9,8 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from simlab.registry import ENV_SPECS, register_envs  # noqa: E402
+from simlab.registry import ENV_SPECS, register_envs
 
 register_envs()
 
-__all__ = ["__version__", "ENV_SPECS", "register_envs"]
+__all__ = ["ENV_SPECS", "__version__", "register_envs"]

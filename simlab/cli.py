@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import typer
 
@@ -76,7 +76,7 @@ def collect_collision2d(
     size: Annotated[int, typer.Option(help="Number of videos (0 with --grid = whole grid).")] = 1000,
     resolution: Annotated[int, typer.Option(help="Frame side in pixels (>= 16).")] = 64,
     seed: Annotated[int, typer.Option(help="Seed of parameters and placement.")] = 0,
-    grid: Annotated[Optional[str], typer.Option(help="Paper linspace grid: 30k | 300k | 3m.")] = None,
+    grid: Annotated[str | None, typer.Option(help="Paper linspace grid: 30k | 300k | 3m.")] = None,
     store_frames: Annotated[bool, typer.Option(
         "--store-frames/--no-store-frames",
         help="Store frames (gzip) or only exact states; readers re-render bit-exactly.")] = True,
@@ -124,8 +124,8 @@ def _parse_indices(text: str, n: int) -> list[int]:
 @app.command("render")
 def render_cmd(
     out: Annotated[Path, typer.Option("--out", help="Output .mp4 file.")],
-    data: Annotated[Optional[Path], typer.Option(help="A collected dataset directory.")] = None,
-    env: Annotated[Optional[str], typer.Option(help="Or an env id: records a random-policy episode.")] = None,
+    data: Annotated[Path | None, typer.Option(help="A collected dataset directory.")] = None,
+    env: Annotated[str | None, typer.Option(help="Or an env id: records a random-policy episode.")] = None,
     indices: Annotated[str, typer.Option(help="Videos to tile, e.g. 0:16 or 0,3,7.")] = "0:16",
     steps: Annotated[int, typer.Option(help="With --env: number of steps.")] = 100,
     seed: Annotated[int, typer.Option(help="With --env: reset seed.")] = 0,
@@ -153,7 +153,7 @@ def render_cmd(
         frames = _rollout_frames(env, steps, seed)  # type: ignore[arg-type]
         what = {"env": env, "steps": len(frames), "seed": seed}
     write_mp4(out, frames, fps=fps)
-    info = {**what, "out": str(out), "frames": int(len(frames))}
+    info = {**what, "out": str(out), "frames": len(frames)}
     if as_json:
         _print_json(info)
     else:
@@ -204,7 +204,7 @@ def _stats(x) -> dict[str, float]:
         return {"mean": float("nan"), "std": float("nan"), "ci95": float("nan"), "median": float("nan"), "n": 0}
     sd = float(x.std(ddof=1)) if len(x) > 1 else 0.0
     return {"mean": float(x.mean()), "std": sd, "ci95": 1.96 * sd / np.sqrt(len(x)),
-            "median": float(np.median(x)), "n": int(len(x))}
+            "median": float(np.median(x)), "n": len(x)}
 
 
 @eval_app.command("physics")
@@ -212,7 +212,7 @@ def eval_physics(
     data: Annotated[Path, typer.Option(help="Ground-truth dataset directory.")],
     ground_truth: Annotated[bool, typer.Option(
         "--ground-truth", help="Score the dataset's own frames (the parse floor).")] = False,
-    pred: Annotated[Optional[Path], typer.Option(
+    pred: Annotated[Path | None, typer.Option(
         help="HDF5 file with generated frames (N, 32, H, W, 3) uint8 in dataset 'frames' "
              "(and optionally 'index') to score against --data.")] = None,
     limit: Annotated[int, typer.Option(help="Score at most this many videos (0 = all).")] = 0,

@@ -109,14 +109,13 @@ def write_h5_shard(path: str | os.PathLike[str], arrays: dict[str, np.ndarray],
     """
     import h5py
 
-    with atomic_path(path) as tmp:
-        with h5py.File(tmp, "w", track_order=False) as f:
-            for k in sorted(attrs):
-                v = attrs[k]
-                f.attrs[k] = v if isinstance(v, (int, float, str, np.integer, np.floating)) else json.dumps(v)
-            for k in sorted(arrays):
-                a = np.ascontiguousarray(arrays[k])
-                f.create_dataset(k, data=a, **h5_dataset_kwargs(a.shape, k in compress))
+    with atomic_path(path) as tmp, h5py.File(tmp, "w", track_order=False) as f:
+        for k in sorted(attrs):
+            v = attrs[k]
+            f.attrs[k] = v if isinstance(v, (int, float, str, np.integer, np.floating)) else json.dumps(v)
+        for k in sorted(arrays):
+            a = np.ascontiguousarray(arrays[k])
+            f.create_dataset(k, data=a, **h5_dataset_kwargs(a.shape, k in compress))
     return Path(path).stat().st_size
 
 

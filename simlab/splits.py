@@ -26,6 +26,8 @@ Intervals = tuple[tuple[float, float], ...]
 
 
 def _check_intervals(name: str, ivs: Intervals) -> Intervals:
+    if len(ivs) == 0:
+        raise ConfigError(f"split attribute {name!r}: needs at least one interval")
     out = []
     for lo, hi in ivs:
         if not (np.isfinite(lo) and np.isfinite(hi)) or hi < lo:
@@ -93,6 +95,14 @@ class Split:
             raise ConfigError(f"split {self.name!r}: unknown role {self.role!r} (one of {ROLES})")
         for k, v in self.continuous.items():
             object.__setattr__(self, "continuous", {**self.continuous, k: _check_intervals(k, v)})
+        # Accept the JSON form (lists) back: everything hashable is stored as tuples.
+        tup = lambda xs: tuple(tuple(x) if isinstance(x, list) else x for x in xs)
+        object.__setattr__(self, "categorical", {k: tuple(v) for k, v in self.categorical.items()})
+        object.__setattr__(self, "combo_keys", tuple(self.combo_keys))
+        object.__setattr__(self, "exclude_combos", tup(self.exclude_combos))
+        object.__setattr__(self, "include_combos", tup(self.include_combos))
+        if self.seeds is not None:
+            object.__setattr__(self, "seeds", tuple(self.seeds))
         for key in self.combo_keys:
             if key not in self.categorical:
                 raise ConfigError(f"split {self.name!r}: combo key {key!r} is not categorical")
@@ -160,6 +170,8 @@ class Split:
     # ---- membership -------------------------------------------------------------
     def contains(self, params: dict[str, np.ndarray]) -> np.ndarray:
         """Boolean mask of parameter sets that fall inside this split."""
+        if not params:
+            raise ConfigError(f"split {self.name!r}: contains() needs at least one attribute")
         n = len(next(iter(params.values())))
         m = np.ones(n, dtype=bool)
         for k, ivs in self.continuous.items():

@@ -96,6 +96,6 @@ def test_bad_input_one_line_exit_2(args, needle, tmp_path: Path, capsys) -> None
 
 def test_console_script_exit_code(tmp_path: Path) -> None:
     p = subprocess.run([sys.executable, "-m", "simlab.cli", "collect", "collision2d", "--scenario", "nope",
-                        "--out", str(tmp_path / "o")], capture_output=True, text=True)
+                        "--out", str(tmp_path / "o")], capture_output=True, text=True, check=False)
     assert p.returncode == 2
     assert p.stderr.strip() == "error: unknown scenario 'nope'; choose one of uniform, collision, oblique, parabola"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections import deque
 
 import gymnasium
@@ -9,7 +10,13 @@ import numpy as np
 import pytest
 
 import simlab  # noqa: F401
-from simlab.envs.procgen.base import LevelSampler, ProcgenOptions, hash_uniform, options_for_split, standard_splits
+from simlab.envs.procgen.base import (
+    LevelSampler,
+    ProcgenOptions,
+    hash_uniform,
+    options_for_split,
+    standard_splits,
+)
 from simlab.envs.procgen.maze import generate_maze
 from simlab.envs.procgen.vec import ProcgenEnv, ProcgenVecEnv
 from simlab.errors import ActionError, ConfigError
@@ -51,7 +58,7 @@ def test_level_is_pure_function_of_seed() -> None:
 def test_solver_plays_the_env_to_the_cheese() -> None:
     env = ProcgenEnv("maze")
     for s in range(5):
-        _, info = env.reset(options={"level_seed": s})
+        env.reset(options={"level_seed": s})
         board, agent, cheese = generate_maze(s)
         # greedy walk along a BFS path, translated to Procgen actions
         prev = {tuple(agent): None}
@@ -69,8 +76,8 @@ def test_solver_plays_the_env_to_the_cheese() -> None:
         path.reverse()
         act = {(0, 1): 7, (0, -1): 1, (1, 0): 3, (-1, 0): 5}  # RIGHT, LEFT, DOWN (row+1), UP
         total, term = 0.0, False
-        for a, b in zip(path, path[1:]):
-            _, r, term, trunc, _ = env.step(act[(b[0] - a[0], b[1] - a[1])])
+        for a, b in itertools.pairwise(path):
+            _, r, term, _, _ = env.step(act[(b[0] - a[0], b[1] - a[1])])
             total += r
         assert term and total == 10.0
 
@@ -85,7 +92,7 @@ def test_slot_zero_equals_single_env_trajectory() -> None:
     for _ in range(600):  # crosses episode boundaries (500-step limit or cheese)
         a = rng.integers(0, 15, 8)
         vo, vr, vt, vtr, vinf = vec.step(a)
-        so, sr, st, strunc, sinf = single.step(int(a[0]))
+        so, sr, st, strunc, _ = single.step(int(a[0]))
         assert vr[0] == sr and vt[0] == st and vtr[0] == strunc
         if st or strunc:
             assert np.array_equal(vinf["final_obs"][0], so)

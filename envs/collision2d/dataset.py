@@ -22,8 +22,16 @@ import numpy as np
 
 from simlab import __version__
 from simlab.data import (
-    FORMAT_VERSION, MANIFEST, check_shards, open_h5, read_h5_array, read_manifest, sha256_file,
-    shard_name, write_h5_shard, write_json_atomic,
+    FORMAT_VERSION,
+    MANIFEST,
+    check_shards,
+    open_h5,
+    read_h5_array,
+    read_manifest,
+    sha256_file,
+    shard_name,
+    write_h5_shard,
+    write_json_atomic,
 )
 from simlab.envs.collision2d.physics import COND_FRAMES, FRAME_DT, NUM_FRAMES, WORLD_SIZE
 from simlab.envs.collision2d.render import render_balls

@@ -48,7 +48,7 @@ def parse_balls(frames: np.ndarray, num_balls: int, world: float = WORLD_SIZE) -
         ``radius`` ``(N, T, K)`` world units, ``area`` ``(N, T, K)`` pixels.
     """
     frames = np.asarray(frames)
-    n, t, h, w, _ = frames.shape
+    h, w = frames.shape[2:4]
     masks = color_masks(frames)[:, :, :num_balls]  # (N, T, K, H, W)
     area = masks.sum(axis=(-1, -2)).astype(np.float64)
     rows = masks.sum(axis=-1, dtype=np.float64)  # (N,T,K,H): pixels per row
@@ -72,7 +72,7 @@ def valid_frames(gt_pos: np.ndarray, radii: np.ndarray, t_contact: np.ndarray | 
     at or after the contact time.
     """
     gt_pos = np.asarray(gt_pos)
-    n, t, k, _ = gt_pos.shape
+    t = gt_pos.shape[1]
     r = np.asarray(radii)[:, None, :]
     x, y = gt_pos[..., 0], gt_pos[..., 1]
     ok = (x - r >= 0) & (x + r <= world) & (y - r >= 0) & (y + r <= world)

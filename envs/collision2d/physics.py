@@ -110,6 +110,8 @@ def validate_balls(p0: np.ndarray, v0: np.ndarray, radii: np.ndarray) -> None:
     if p0.ndim != 3 or p0.shape[-1] != 2 or v0.shape != p0.shape or radii.shape != p0.shape[:2]:
         raise ConfigError(f"ball state shapes must be p0/v0 (N, K, 2) and radii (N, K); got "
                           f"{p0.shape}, {v0.shape}, {radii.shape}")
+    if p0.shape[1] not in (1, 2):
+        raise ConfigError(f"the exact solver handles 1 or 2 balls per scene, got {p0.shape[1]}")
     if not (np.isfinite(p0).all() and np.isfinite(v0).all() and np.isfinite(radii).all()):
         raise ConfigError("ball positions, velocities and radii must be finite (found NaN or inf)")
     if (radii <= 0).any():

@@ -55,7 +55,7 @@ def _sdf(shape: np.ndarray, dx: np.ndarray, dy: np.ndarray, r: np.ndarray) -> np
         rt = r * math.sqrt(4 * math.pi / (3 * math.sqrt(3)))
         k = math.sqrt(3.0)
         px = np.abs(dx)
-        py = -dy + rt / 2  # image rows grow downwards; triangle apex up
+        py = -dy  # image rows grow downwards; triangle apex up
         # Standard equilateral-triangle SDF (Quilez), side = rt * sqrt(3).
         side = rt * k
         px2 = px - side / 2
@@ -134,7 +134,8 @@ def render_shapes(
 
     Args:
         centers: ``(N, T, K, 2)`` world coordinates (x, y up).
-        radii: ``(N, K)`` world units (disc radius; other shapes have the disc's area).
+        radii: ``(N, K)`` world units (disc radius; squares and triangles have the
+            disc's area; a ring is the disc with a hole, 64% of its area).
         colors: ``(K, 3)`` or ``(N, K, 3)`` uint8 RGB.
         res: output side in pixels (square frames).
         shapes: ``(N, K)`` shape ids into :data:`SHAPES`; ``None`` means discs.
@@ -168,7 +169,6 @@ def render_shapes(
     # triangles of a disc's area reach 1.25 r and 1.56 r from their centre.
     reach = 1.0 if shapes is None or not np.any(np.isin(shapes, (1, 3))) else 1.6
     p = int(min(res, 2 * math.ceil(reach * float(r_px_all.max())) + 3))
-    ar = np.arange(p, dtype=np.float32) + np.float32(0.5)
     # windows[f, y, x] is the (3, p, p) block of frame f whose top-left pixel is
     # (y, x): a strided view, so a fancy index on (f, y, x) copies whole blocks
     # instead of scattering pixel by pixel (10x faster than flat indices).

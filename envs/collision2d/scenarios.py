@@ -28,7 +28,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from simlab.envs.collision2d.physics import (
-    FRAME_DT, NUM_FRAMES, PARABOLA_GRAVITY, WORLD_SIZE, frame_times, simulate_balls,
+    FRAME_DT,
+    NUM_FRAMES,
+    PARABOLA_GRAVITY,
+    WORLD_SIZE,
+    frame_times,
+    simulate_balls,
 )
 from simlab.errors import ConfigError
 from simlab.splits import Intervals, Split
@@ -159,8 +164,8 @@ class VideoSpec:
                 raise ConfigError(f"unknown grid {self.grid!r}; choose one of {', '.join(GRIDS[self.scenario])}")
             if self.split == "ood":
                 raise ConfigError("a linspace grid needs a single split, not the 'ood' mixture")
-        if self.seed < 0:
-            raise ConfigError(f"seed must be >= 0, got {self.seed}")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, (int, np.integer)) or self.seed < 0:
+            raise ConfigError(f"seed must be an integer >= 0, got {self.seed!r}")
 
     def grid_size(self) -> int | None:
         """Number of grid points (None without a grid)."""
@@ -225,16 +230,20 @@ def place(scenario: str, params: dict[str, np.ndarray], rng: np.random.Generator
     rs = r1 + r2
     vs = v1 + v2
     span = FRAME_DT * vs
-    min_pre = MIN_PRE_FRAMES * span + rs
-    max_pre = np.minimum((NUM_FRAMES - MIN_POST_FRAMES) * span + rs, W - rs)
-    min_pre = np.minimum(min_pre, max_pre)
-    dist = min_pre + rng.random(n) * (max_pre - min_pre)  # centre distance along x
-    x1 = r1 + rng.random(n) * (W - r2 - dist - r1)
-    x2 = x1 + dist
+    u_dist = rng.random(n)
+    u_x = rng.random(n)
     if scenario == "oblique":
         b = (rng.random(n) * 2 - 1) * 0.7 * rs  # impact parameter
     else:
         b = np.zeros(n)
+    # With an impact parameter b the discs touch at x-distance sqrt(rs^2 - b^2),
+    # so the pre/post-contact frame counts are planned with that distance.
+    c = np.sqrt(rs**2 - b**2)
+    max_pre = np.minimum((NUM_FRAMES - MIN_POST_FRAMES) * span + c, W - rs)
+    min_pre = np.minimum(MIN_PRE_FRAMES * span + c, max_pre)
+    dist = min_pre + u_dist * (max_pre - min_pre)  # centre distance along x
+    x1 = r1 + u_x * (W - r2 - dist - r1)
+    x2 = x1 + dist
     rmax = np.maximum(r1, r2)
     lo = rmax + EDGE + np.abs(b) / 2
     hi = W - rmax - EDGE - np.abs(b) / 2

@@ -23,7 +23,14 @@ from __future__ import annotations
 import numpy as np
 
 from simlab.envs.procgen.base import (
-    ACTION_DX, ACTION_DY, OBS_SIZE, BatchedGame, ProcgenOptions, background_images, blit_masks, palette_of,
+    ACTION_DX,
+    ACTION_DY,
+    OBS_SIZE,
+    BatchedGame,
+    ProcgenOptions,
+    background_images,
+    blit_masks,
+    palette_of,
 )
 
 EASY_BOARD, HARD_BOARD = 16, 32

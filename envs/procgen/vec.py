@@ -11,7 +11,7 @@ actions, produce identical trajectories.
 from __future__ import annotations
 
 import importlib
-from typing import Any
+from typing import Any, ClassVar
 
 import gymnasium
 import numpy as np
@@ -20,7 +20,13 @@ from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
 from simlab.envs.procgen.base import (
-    NUM_ACTIONS, OBS_SIZE, BatchedGame, LevelSampler, ProcgenOptions, check_actions, standard_splits,
+    NUM_ACTIONS,
+    OBS_SIZE,
+    BatchedGame,
+    LevelSampler,
+    ProcgenOptions,
+    check_actions,
+    standard_splits,
 )
 from simlab.errors import ConfigError
 
@@ -62,7 +68,8 @@ class ProcgenVecEnv(VectorEnv):
         max_episode_steps: truncation limit (default: the game's).
     """
 
-    metadata = {"render_modes": ["rgb_array"], "render_fps": 15, "autoreset_mode": AutoresetMode.SAME_STEP}
+    metadata: ClassVar[dict[str, Any]] = {
+        "render_modes": ["rgb_array"], "render_fps": 15, "autoreset_mode": AutoresetMode.SAME_STEP}
     splits = standard_splits()
 
     def __init__(self, game: str = "maze", num_envs: int = 1, options: ProcgenOptions | None = None,
@@ -143,7 +150,7 @@ class ProcgenVecEnv(VectorEnv):
 class ProcgenEnv(gymnasium.Env):
     """A single env of a batched game (a batch of one). Time limits come from the registration."""
 
-    metadata = {"render_modes": ["rgb_array"], "render_fps": 15}
+    metadata: ClassVar[dict[str, Any]] = {"render_modes": ["rgb_array"], "render_fps": 15}
     splits = standard_splits()
 
     def __init__(self, game: str = "maze", options: ProcgenOptions | None = None,
