@@ -217,6 +217,8 @@ def eval_physics(
              "(and optionally 'index') to score against --data.")] = None,
     limit: Annotated[int, typer.Option(help="Score at most this many videos (0 = all).")] = 0,
     verify: Annotated[bool, typer.Option(help="Check shard SHA-256 checksums first.")] = False,
+    video: Annotated[Path | None, typer.Option(
+        help="Also write an mp4: ground truth | prediction | error for the first 4 scored videos.")] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """The paper's velocity error: parse frames, finite-difference velocities, compare with exact states."""
@@ -225,11 +227,14 @@ def eval_physics(
     from simlab.data import open_h5, read_h5_array
     from simlab.envs.collision2d.dataset import VideoDataset
     from simlab.envs.collision2d.parse import evaluate_videos
+    from simlab.video import grid, side_by_side, write_mp4
 
     if ground_truth == (pred is not None):
         raise ConfigError("give exactly one of --ground-truth or --pred FILE")
     if limit < 0:
         raise ConfigError(f"--limit must be >= 0, got {limit}")
+    if video is not None and video.suffix != ".mp4":
+        raise ConfigError(f"--video must end in .mp4, got {video}")
     ds = VideoDataset(data, verify=verify)
     n = len(ds) if limit == 0 else min(limit, len(ds))
     if pred is not None:
@@ -248,8 +253,13 @@ def eval_physics(
     parts: dict[str, list] = {}
     done = 0
 
+    shown: list = []
+
     def score(st: dict, frames) -> None:
         nonlocal done
+        if video is not None and len(shown) < 4:
+            gt = st["frames"] if "frames" in st else ds.render(st)
+            shown.extend(side_by_side(gt[i], frames[i]) for i in range(min(4 - len(shown), len(frames))))
         r = evaluate_videos(frames, st["pos"], st["radii"], st["t_contact"], ds.collision)
         for k, v in r.items():
             parts.setdefault(k, []).append(v)
@@ -267,6 +277,8 @@ def eval_physics(
                 ids = pidx[lo:lo + 256]
                 score({k: v[ids] for k, v in states.items()}, pframes[lo:lo + 256])
     res = {k: np.concatenate(v) for k, v in parts.items()}
+    if video is not None and shown:
+        write_mp4(video, grid(np.stack(shown), ncols=1), fps=5)
     sc = ds.config.scenario
     out = {
         "data": str(data), "source": "ground-truth" if pred is None else str(pred),
@@ -276,6 +288,7 @@ def eval_physics(
         "radius_error": _stats(res["radius_error"]),
         "missing_frac": _stats(res["missing"]),
         "paper_gt_floor": PAPER_FLOORS.get(sc),
+        "video": str(video) if video is not None else None,
     }
     if as_json:
         _print_json(out)

@@ -36,7 +36,7 @@ def write_mp4(path: str | os.PathLike[str], frames: np.ndarray, fps: float = 10.
               min_size: int = 256) -> Path:
     """Write ``frames`` ``(T, H, W, 3)`` uint8 to an H.264 mp4, atomically.
 
-    Frames smaller than ``min_size`` are upscaled by an integer factor
+    Frames whose shorter side is below ``min_size`` are upscaled by an integer factor
     (nearest neighbour); sizes are padded to a multiple of 16 with white.
     """
     import imageio.v2 as imageio
@@ -46,7 +46,7 @@ def write_mp4(path: str | os.PathLike[str], frames: np.ndarray, fps: float = 10.
         raise ConfigError(f"video frames must be uint8 (T, H, W, 3), got {frames.dtype} {frames.shape}")
     if len(frames) == 0:
         raise ConfigError("cannot write a video with no frames")
-    factor = max(1, -(-min_size // max(frames.shape[1], frames.shape[2])))
+    factor = max(1, -(-min_size // min(frames.shape[1], frames.shape[2])))
     frames = _pad_to(upscale(frames, factor))
     path = Path(path)
     with atomic_path(path) as tmp:

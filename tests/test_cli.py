@@ -67,9 +67,14 @@ def test_eval_predictions(dataset: Path, tmp_path: Path, capsys) -> None:
     with h5py.File(pred, "w") as f:
         f["frames"] = frozen
         f["index"] = np.arange(10)
-    rc, out, _ = run(["eval", "physics", "--data", str(dataset), "--pred", str(pred), "--json"], capsys)
+    rc, out, _ = run(["eval", "physics", "--data", str(dataset), "--pred", str(pred), "--json",
+                      "--video", str(tmp_path / "cmp.mp4")], capsys)
     assert rc == 0
     assert json.loads(out)["velocity_error"]["mean"] > 1.0
+    import imageio.v3 as iio
+
+    cmp = iio.imread(tmp_path / "cmp.mp4")
+    assert cmp.shape[0] == 32 and cmp.shape[2] > cmp.shape[1] / 2  # 4 rows of gt | pred | error
     with h5py.File(tmp_path / "bad.h5", "w") as f:
         f["frames"] = frozen[:, :, :8]
     rc, _, err = run(["eval", "physics", "--data", str(dataset), "--pred", str(tmp_path / "bad.h5")], capsys)

@@ -284,10 +284,14 @@ class VideoDataset:
                 if "frames" in f:
                     out["frames"] = read_h5_array(f, "frames", sel)
                 else:
-                    out["frames"] = render_balls(out["pos"], out["radii"], self.config.resolution)
+                    out["frames"] = self.render(out)
         if len(out["index"]) != hi - lo or (hi > lo and out["index"][0] != s["start"] + lo):
             raise DatasetError(f"{path}: index range does not match the manifest")
         return out
+
+    def render(self, states: dict[str, np.ndarray]) -> np.ndarray:
+        """Frames of videos from their exact states (bit-identical to stored frames)."""
+        return render_balls(states["pos"], states["radii"], self.config.resolution)
 
     def load(self, start: int = 0, stop: int | None = None, frames: bool = True) -> dict[str, np.ndarray]:
         """Videos ``[start, stop)`` as one dict of arrays (``frames`` ``(n,T,H,W,3)`` uint8)."""
