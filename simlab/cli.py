@@ -54,7 +54,10 @@ def envs_cmd(as_json: JsonOpt = False) -> None:
         except ImportError as e:  # an optional extra is missing
             entry["unavailable"] = str(e)
         envs.append(entry)
+    from simlab.envs.collision2d.attributes import attribute_splits
+
     gens = {"collision2d": {sc: {k: v.to_dict() for k, v in scenario_splits(sc).items()} for sc in SCENARIOS}}
+    gens["collision2d"]["attributes"] = {k: v.to_dict() for k, v in attribute_splits().items()}
     if as_json:
         _print_json({"envs": envs, "generators": gens})
         return
@@ -65,13 +68,15 @@ def envs_cmd(as_json: JsonOpt = False) -> None:
     typer.echo("\nDataset generators (simlab collect):")
     for sc in SCENARIOS:
         typer.echo(f"  collision2d --scenario {sc:<10} splits: {', '.join(gens['collision2d'][sc])}, ood")
+    typer.echo(f"  collision2d --scenario attributes splits: {', '.join(gens['collision2d']['attributes'])}")
 
 
 # ---- collect -----------------------------------------------------------------------------
 @collect_app.command("collision2d")
 def collect_collision2d(
     out: Annotated[Path, typer.Option("--out", help="Dataset directory.")],
-    scenario: Annotated[str, typer.Option(help="uniform | collision | oblique | parabola")] = "collision",
+    scenario: Annotated[str, typer.Option(
+        help="uniform | collision | oblique | parabola | attributes (shape/colour/size/speed probe)")] = "collision",
     split: Annotated[str, typer.Option(help="train | id | ood | ood_* levels | gap_train | gap_test")] = "train",
     size: Annotated[int, typer.Option(help="Number of videos (0 with --grid = whole grid).")] = 1000,
     resolution: Annotated[int, typer.Option(help="Frame side in pixels (>= 16).")] = 64,
@@ -260,7 +265,14 @@ def eval_physics(
         if video is not None and len(shown) < 4:
             gt = st["frames"] if "frames" in st else ds.render(st)
             shown.extend(side_by_side(gt[i], frames[i]) for i in range(min(4 - len(shown), len(frames))))
-        r = evaluate_videos(frames, st["pos"], st["radii"], st["t_contact"], ds.collision)
+        if ds.attributes:  # priority probe: which attributes the frames keep
+            from simlab.envs.collision2d.attributes import attribute_consistency
+
+            r = attribute_consistency(frames, {"pos": st["pos"], "radii": st["radii"], "r": st["param_r"],
+                                               "color": st["param_color"], "shape": st["param_shape"]})
+            r = {k: v for k, v in r.items() if k.endswith(("_ok", "_error")) or k == "consistent"}
+        else:
+            r = evaluate_videos(frames, st["pos"], st["radii"], st["t_contact"], ds.collision)
         for k, v in r.items():
             parts.setdefault(k, []).append(v)
         done += len(frames)
@@ -284,14 +296,23 @@ def eval_physics(
         "data": str(data), "source": "ground-truth" if pred is None else str(pred),
         "scenario": sc, "split": ds.config.split, "resolution": ds.config.resolution, "videos": done,
         "velocity_error": _stats(res["velocity_error"]),
-        "frame_velocity_error": _stats(res["frame_velocity_error"]),
-        "radius_error": _stats(res["radius_error"]),
-        "missing_frac": _stats(res["missing"]),
-        "paper_gt_floor": PAPER_FLOORS.get(sc),
         "video": str(video) if video is not None else None,
     }
+    if ds.attributes:
+        out["consistency_rate"] = {k.removesuffix("_ok"): float(np.mean(v))
+                                   for k, v in res.items() if k.endswith("_ok") or k == "consistent"}
+        out["size_error"] = _stats(res["size_error"])
+    else:
+        out.update({"frame_velocity_error": _stats(res["frame_velocity_error"]),
+                    "radius_error": _stats(res["radius_error"]), "missing_frac": _stats(res["missing"]),
+                    "paper_gt_floor": PAPER_FLOORS.get(sc)})
     if as_json:
         _print_json(out)
+        return
+    if ds.attributes:
+        rates = ", ".join(f"{k} {v:.1%}" for k, v in out["consistency_rate"].items())
+        typer.echo(f"attributes/{ds.config.split} @ {ds.config.resolution}px, {done} videos ({out['source']}): "
+                   f"kept {rates}")
         return
     ve = out["velocity_error"]
     typer.echo(f"{sc} @ {ds.config.resolution}px, {done} videos ({out['source']}): velocity error "

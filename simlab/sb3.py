@@ -31,7 +31,11 @@ from typing import Any
 import numpy as np
 from gymnasium.vector import AutoresetMode, VectorEnv
 from stable_baselines3.common.vec_env.base_vec_env import (
-    VecEnv, VecEnvIndices, VecEnvObs, VecEnvStepReturn, tile_images,
+    VecEnv,
+    VecEnvIndices,
+    VecEnvObs,
+    VecEnvStepReturn,
+    tile_images,
 )
 
 from simlab.errors import ConfigError

@@ -32,7 +32,7 @@ def test_envs_json(capsys) -> None:
     assert rc == 0
     info = json.loads(out)
     assert "simlab/Collision2D-v0" in [e["id"] for e in info["envs"]]
-    assert set(info["generators"]["collision2d"]) == {"uniform", "collision", "oblique", "parabola"}
+    assert set(info["generators"]["collision2d"]) == {"uniform", "collision", "oblique", "parabola", "attributes"}
     assert "ood_all" in info["generators"]["collision2d"]["collision"]
 
 
@@ -55,6 +55,23 @@ def test_collect_eval_render(dataset: Path, tmp_path: Path, capsys) -> None:
                       "--json"], capsys)
     assert rc == 0 and (tmp_path / "v.mp4").stat().st_size > 1000
     assert json.loads(out)["indices"] == [0, 1, 2, 3]
+
+
+def test_attribute_probe_end_to_end(tmp_path: Path, capsys) -> None:
+    out = tmp_path / "attr"
+    assert main(["collect", "collision2d", "--scenario", "attributes", "--split", "shape_color_test",
+                 "--size", "30", "--no-store-frames", "--out", str(out)]) == 0
+    capsys.readouterr()
+    rc, text, _ = run(["eval", "physics", "--ground-truth", "--data", str(out), "--json"], capsys)
+    assert rc == 0
+    rates = json.loads(text)["consistency_rate"]
+    assert rates["consistent"] == 1.0 and set(rates) >= {"color", "shape", "size", "velocity"}
+    from simlab.envs.collision2d.attributes import COLOR_NAMES, SHAPE_COLOR_HELD_OUT, SHAPES
+    from simlab.envs.collision2d.dataset import VideoDataset
+
+    st = VideoDataset(out).load(0, 30, frames=False)
+    combos = {(SHAPES[s], COLOR_NAMES[c]) for s, c in zip(st["param_shape"], st["param_color"])}
+    assert combos <= set(SHAPE_COLOR_HELD_OUT)
 
 
 def test_eval_predictions(dataset: Path, tmp_path: Path, capsys) -> None:

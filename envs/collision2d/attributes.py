@@ -548,8 +548,7 @@ def attribute_consistency(frames: np.ndarray, states: dict[str, np.ndarray],
       evaluated frames (absent objects placed as the paper's parser does),
       ``<= velocity_tol``. Unlike the paper, the step from the last
       conditioning frame is left out: there a model that changes the shape or
-      size moves the centroid (the renderer draws the triangle with its
-      centroid 0.78 r below the nominal centre), which is not motion.
+      size moves the pixel centroid, which is not motion.
 
     Args:
         frames: ``(N, T, H, W, 3)`` uint8 (generated or ground truth).

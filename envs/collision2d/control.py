@@ -109,6 +109,7 @@ from typing import Any, ClassVar
 import gymnasium
 import numpy as np
 from gymnasium import spaces
+
 from simlab.envs.collision2d.physics import (
     FRAME_DT,
     WORLD_SIZE,
@@ -119,7 +120,6 @@ from simlab.envs.collision2d.physics import (
 )
 from simlab.envs.collision2d.render import BLUE, RED, render_shapes
 from simlab.envs.collision2d.scenarios import ID_R, OOD_R
-
 from simlab.errors import ActionError, ConfigError
 from simlab.splits import Intervals, Split
 

@@ -39,6 +39,53 @@ from simlab.envs.collision2d.scenarios import VideoSpec, num_balls
 from simlab.errors import ConfigError, DatasetError
 
 KIND = "simlab.collision2d.videos"
+ATTRIBUTES = "attributes"
+"""Pseudo-scenario: the attribute scenes of :mod:`simlab.envs.collision2d.attributes`."""
+
+
+class _AttrSpec:
+    """Adapter giving attribute specs the VideoSpec interface used here."""
+
+    def __init__(self, spec) -> None:
+        self.spec = spec
+
+    def grid_size(self) -> None:
+        return None
+
+
+def _scenario_balls(scenario: str) -> int:
+    return 1 if scenario == ATTRIBUTES else num_balls(scenario)
+
+
+def _generate(cfg: CollectConfig, start: int, stop: int) -> dict[str, np.ndarray]:
+    """Exact states and parameters of videos ``[start, stop)`` (``param_*`` arrays included)."""
+    if cfg.scenario == ATTRIBUTES:
+        from simlab.envs.collision2d.attributes import AttributeSpec, generate_attribute_states
+
+        st = generate_attribute_states(AttributeSpec(cfg.split, cfg.seed), start, stop)
+        names: tuple[str, ...] = ("shape", "color", "r", "v")
+    else:
+        from simlab.envs.collision2d.scenarios import generate_states
+
+        st = generate_states(cfg.spec(), start, stop)
+        names = ("r", "v") if num_balls(cfg.scenario) == 1 else ("r1", "r2", "v1", "v2")
+    out = {k: st[k] for k in STATE_KEYS}
+    out.update({f"param_{p}": st[p] for p in names})
+    if "ood_level" in st:
+        out["ood_level"] = st["ood_level"]
+    return out
+
+
+def render_states(scenario: str, states: dict[str, np.ndarray], res: int,
+                  out: np.ndarray | None = None) -> np.ndarray:
+    """Frames ``(N, T, res, res, 3)`` uint8 of stored states, bit-identical to the collector's."""
+    if scenario == ATTRIBUTES:
+        from simlab.envs.collision2d.attributes import render_attribute_videos
+
+        return render_attribute_videos({"pos": states["pos"], "radii": states["radii"],
+                                        "shape": states["param_shape"], "color": states["param_color"]},
+                                       res, out=out)
+    return render_balls(states["pos"], states["radii"], res, out=out)
 STATE_KEYS = ("pos", "vel", "radii", "p0", "v0", "t_contact", "index")
 
 
@@ -47,7 +94,7 @@ class CollectConfig:
     """Everything that determines a collision2d dataset's content."""
 
     scenario: str = "collision"
-    """uniform | collision | oblique | parabola."""
+    """uniform | collision | oblique | parabola | attributes (one object: shape, colour, size, speed)."""
     split: str = "train"
     """Split name of the scenario (``simlab envs --json`` lists them) or ``ood``."""
     size: int = 1000
@@ -77,8 +124,15 @@ class CollectConfig:
         if self.videos_per_shard < 1:
             raise ConfigError(f"videos_per_shard must be >= 1, got {self.videos_per_shard}")
 
-    def spec(self) -> VideoSpec:
-        """The generator spec."""
+    def spec(self):  # -> VideoSpec | AttributeSpec
+        """The generator spec (validates scenario, split, grid and seed)."""
+        if self.scenario == ATTRIBUTES:
+            from simlab.envs.collision2d.attributes import AttributeSpec, attribute_split
+
+            if self.grid is not None:
+                raise ConfigError("linspace grids exist for the physics scenarios, not for attributes")
+            attribute_split(self.split)
+            return _AttrSpec(AttributeSpec(self.split, self.seed))
         return VideoSpec(self.scenario, self.split, self.seed, self.grid)
 
     @property
@@ -106,16 +160,7 @@ class CollectResult:
 
 def _shard_arrays(cfg: CollectConfig, start: int, stop: int, batch: int,
                   buf: np.ndarray | None) -> dict[str, np.ndarray]:
-    from simlab.envs.collision2d.scenarios import generate_states
-
-    st = generate_states(cfg.spec(), start, stop)
-    arrays = {k: st[k] for k in STATE_KEYS}
-    k = num_balls(cfg.scenario)
-    param_names = ("r", "v") if k == 1 else ("r1", "r2", "v1", "v2")
-    for p in param_names:
-        arrays[f"param_{p}"] = st[p]
-    if "ood_level" in st:
-        arrays["ood_level"] = st["ood_level"]
+    arrays = _generate(cfg, start, stop)
     if cfg.store_frames:
         n = stop - start
         frames = np.empty((n, NUM_FRAMES, cfg.resolution, cfg.resolution, 3), np.uint8)
@@ -123,7 +168,8 @@ def _shard_arrays(cfg: CollectConfig, start: int, stop: int, batch: int,
             hi = min(n, lo + batch)
             if buf is None or buf.shape[0] != hi - lo:
                 buf = np.empty((hi - lo, *frames.shape[1:]), np.uint8)
-            frames[lo:hi] = render_balls(st["pos"][lo:hi], st["radii"][lo:hi], cfg.resolution, out=buf)
+            frames[lo:hi] = render_states(cfg.scenario, {k: v[lo:hi] for k, v in arrays.items()},
+                                          cfg.resolution, out=buf)
         arrays["frames"] = frames
     return arrays
 
@@ -233,7 +279,7 @@ def finalize(root: Path, cfg: CollectConfig) -> bool:
         "simlab_version": __version__,
         "config": _config_dict(cfg),
         "count": cfg.total,
-        "num_balls": num_balls(cfg.scenario),
+        "num_balls": _scenario_balls(cfg.scenario),
         "frames": NUM_FRAMES,
         "cond_frames": COND_FRAMES,
         "frame_dt": FRAME_DT,
@@ -263,10 +309,15 @@ class VideoDataset:
         except (TypeError, ConfigError) as e:
             raise DatasetError(f"{self.root / MANIFEST}: invalid generator config ({e})") from None
         self.shards = self.manifest["shards"]
-        self.num_balls = num_balls(self.config.scenario)
+        self.num_balls = _scenario_balls(self.config.scenario)
 
     def __len__(self) -> int:
         return int(self.manifest["count"])
+
+    @property
+    def attributes(self) -> bool:
+        """An attribute-scene dataset (scored with the attribute parser, not red/blue)."""
+        return self.config.scenario == ATTRIBUTES
 
     @property
     def collision(self) -> bool:
@@ -279,7 +330,8 @@ class VideoDataset:
             if f.attrs.get("kind") != KIND:
                 raise DatasetError(f"{path}: not a collision2d shard")
             sel = slice(lo, hi)
-            out = {k: read_h5_array(f, k, sel) for k in STATE_KEYS}
+            keys = [*STATE_KEYS, *sorted(k for k in f if k.startswith("param_"))]
+            out = {k: read_h5_array(f, k, sel) for k in keys}
             if frames:
                 if "frames" in f:
                     out["frames"] = read_h5_array(f, "frames", sel)
@@ -291,7 +343,7 @@ class VideoDataset:
 
     def render(self, states: dict[str, np.ndarray]) -> np.ndarray:
         """Frames of videos from their exact states (bit-identical to stored frames)."""
-        return render_balls(states["pos"], states["radii"], self.config.resolution)
+        return render_states(self.config.scenario, states, self.config.resolution)
 
     def load(self, start: int = 0, stop: int | None = None, frames: bool = True) -> dict[str, np.ndarray]:
         """Videos ``[start, stop)`` as one dict of arrays (``frames`` ``(n,T,H,W,3)`` uint8)."""
