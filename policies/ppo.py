@@ -1,0 +1,476 @@
+"""PPO (stable-baselines3) with an IMPALA-CNN on simlab's procgen-like games.
+
+Procgen's PPO baseline (Cobbe et al. 2020): 64 envs x 256 steps per rollout,
+3 epochs of 8 minibatches, lr 5e-4, gamma 0.999, IMPALA-CNN features with
+linear policy and value heads. Training runs on :class:`ProcgenVecEnv`
+(train-split levels) through :class:`simlab.sb3.SB3VecEnv` and writes one
+run directory::
+
+    RUN/config.yaml                      the resolved PPOConfig
+    RUN/metrics.jsonl                    train/, rollout/, time/ (and eval/) keys per rollout
+    RUN/tb/                              TensorBoard events (only if tensorboard is installed)
+    RUN/checkpoints/latest/sb3_model.zip SB3's own checkpoint, used only to --resume
+    RUN/checkpoints/latest/policy/       the exported actor (config.json + model.safetensors)
+    RUN/checkpoints/latest/state.json    num_timesteps of the checkpoint (written last)
+    RUN/checkpoints/best/policy/         best policy by eval return (when eval_every > 0)
+    RUN/policy/                          the final exported actor (evaluate / load_policy read it)
+
+Usage::
+
+    from simlab.policies.ppo import PPOConfig, train_ppo
+    run = train_ppo(PPOConfig(total_timesteps=1_000_000), Path("runs/ppo-maze"))
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import json
+import os
+import shutil
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from gymnasium import spaces
+from stable_baselines3 import PPO
+from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.logger import KVWriter, Logger
+from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
+
+from simlab.config import from_dict, load_preset, load_yaml, parse_override, save_yaml, to_dict
+from simlab.data import atomic_path, write_json_atomic
+from simlab.errors import CheckpointError, ConfigError
+from simlab.policies.evaluate import procgen_game
+from simlab.policies.networks import ImpalaCNN
+from simlab.policies.saved import ImpalaActor, SavedPolicy, save_policy
+from simlab.runs import RunDir
+
+SB3_ZIP = "sb3_model.zip"
+STATE = "state.json"
+RESUMABLE_CHANGES = frozenset({"total_timesteps", "checkpoint_every", "eval_every", "device", "torch_threads"})
+"""Config keys that may differ when resuming (they do not change the learning problem)."""
+
+
+@dataclass
+class PPOConfig:
+    """PPO hyperparameters (defaults: Procgen's easy-mode PPO baseline)."""
+
+    env_id: str = "simlab/Maze-v0"
+    """Procgen-like env id (simlab/Maze-v0, simlab/CoinRun-v0, simlab/BigFish-v0, simlab/Dodge-v0)."""
+    num_levels: int = 200
+    """Number of training levels (0 = unlimited)."""
+    start_level: int = 0
+    """Lowest training level seed."""
+    distribution_mode: str = "easy"
+    """Level distribution: easy | hard."""
+    use_backgrounds: bool = True
+    """Draw textured backgrounds."""
+    num_envs: int = 64
+    """Parallel envs in the batch."""
+    n_steps: int = 256
+    """Steps per env per rollout (rollout size = num_envs * n_steps)."""
+    total_timesteps: int = 25_000_000
+    """Env steps to train for, summed over envs."""
+    lr: float = 5e-4
+    """Adam learning rate."""
+    gamma: float = 0.999
+    """Discount factor."""
+    gae_lambda: float = 0.95
+    """GAE lambda."""
+    clip: float = 0.2
+    """PPO clip range of the policy ratio."""
+    ent_coef: float = 0.01
+    """Entropy bonus coefficient."""
+    vf_coef: float = 0.5
+    """Value loss coefficient."""
+    max_grad_norm: float = 0.5
+    """Gradient norm clipping."""
+    n_epochs: int = 3
+    """Optimisation epochs per rollout."""
+    batch_size: int = 2048
+    """Minibatch size."""
+    cnn_depths: list[int] = field(default_factory=lambda: [16, 32, 32])
+    """Channels of the three IMPALA-CNN stacks."""
+    features_dim: int = 256
+    """IMPALA-CNN output width (input of the linear policy and value heads)."""
+    seed: int = 0
+    """Seed of torch, numpy and the level streams."""
+    device: str = "auto"
+    """Torch device: auto (cuda if available, else cpu) | cpu | cuda | cuda:N."""
+    torch_threads: int = 0
+    """CPU threads for torch (0 = torch's default)."""
+    eval_every: int = 1_000_000
+    """Evaluate on eval_splits every this many env steps (0 = never)."""
+    eval_episodes: int = 32
+    """Episodes per split for the periodic evaluation."""
+    eval_splits: list[str] = field(default_factory=lambda: ["train", "val"])
+    """Splits of the periodic evaluation; the last one selects checkpoints/best."""
+    checkpoint_every: int = 500_000
+    """Save checkpoints/latest every this many env steps (0 = only at the end)."""
+
+    def __post_init__(self) -> None:
+        procgen_game(self.env_id)
+        for k in ("num_envs", "n_steps", "n_epochs", "batch_size", "features_dim", "eval_episodes"):
+            if getattr(self, k) < 1:
+                raise ConfigError(f"config key {k!r} must be >= 1, got {getattr(self, k)}")
+        for k in ("total_timesteps", "eval_every", "checkpoint_every", "torch_threads", "num_levels",
+                  "start_level"):
+            if getattr(self, k) < 0:
+                raise ConfigError(f"config key {k!r} must be >= 0, got {getattr(self, k)}")
+        if self.batch_size > self.num_envs * self.n_steps:
+            raise ConfigError(f"batch_size {self.batch_size} exceeds the rollout size "
+                              f"num_envs * n_steps = {self.num_envs * self.n_steps}")
+        for k in ("gamma", "gae_lambda"):
+            if not 0.0 <= getattr(self, k) <= 1.0:
+                raise ConfigError(f"config key {k!r} must be in [0, 1], got {getattr(self, k)}")
+        if self.lr <= 0 or self.clip <= 0:
+            raise ConfigError("lr and clip must be > 0")
+        if len(self.cnn_depths) < 1 or min(self.cnn_depths) < 1:
+            raise ConfigError(f"cnn_depths must be positive channel counts, got {self.cnn_depths}")
+        if self.device != "auto" and not (self.device == "cpu" or self.device.startswith("cuda")
+                                          or self.device == "mps"):
+            raise ConfigError(f"device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
+
+
+PRESETS: dict[str, dict[str, Any]] = {
+    "debug": {
+        "num_envs": 8, "n_steps": 64, "batch_size": 256, "n_epochs": 1, "total_timesteps": 2048,
+        "cnn_depths": [8, 16, 16], "features_dim": 64, "checkpoint_every": 1024, "eval_every": 0,
+        "eval_episodes": 4, "torch_threads": 1,
+    },
+}
+"""Built-in presets (``debug``: a few thousand steps with a small CNN, for tests and smoke runs)."""
+
+
+def ppo_config(presets: list[str] | tuple[str, ...] = (), overrides: list[str] | tuple[str, ...] = ()) -> PPOConfig:
+    """Defaults <- presets in order (built-in :data:`PRESETS` or ``assets/presets/ppo/<name>.yaml``) <- overrides."""
+    data = to_dict(PPOConfig())
+    for name in presets:
+        data.update(PRESETS[name] if name in PRESETS else load_preset("ppo", name))
+    for ov in overrides:
+        path, value = parse_override(ov)
+        key = ".".join(path)
+        if key not in data:
+            raise ConfigError(f"unknown config key {key!r}; valid keys: {', '.join(sorted(data))}")
+        data[key] = value
+    return from_dict(PPOConfig, data)
+
+
+def debug_config(**overrides: Any) -> PPOConfig:
+    """The ``debug`` preset as a PPOConfig, with keyword overrides."""
+    return from_dict(PPOConfig, {**to_dict(PPOConfig()), **PRESETS["debug"], **overrides})
+
+
+def resolve_device(device: str) -> str:
+    """``auto`` -> ``cuda`` if available else ``cpu``; ConfigError for an unavailable cuda."""
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"device {device!r} requested but CUDA is not available (use device=cpu or auto)")
+    return device
+
+
+# ---- network ------------------------------------------------------------------------------------
+class ImpalaExtractor(BaseFeaturesExtractor):
+    """SB3 features extractor wrapping :class:`ImpalaCNN`.
+
+    SB3 transposes image observations to channels-first and scales them to
+    [0, 1] before the extractor, so the CNN runs with ``channels_last=False``;
+    :class:`ImpalaActor` does the same transpose and scaling itself on raw
+    ``(B, H, W, C)`` uint8 images, so the weights move over unchanged.
+    """
+
+    def __init__(self, observation_space: spaces.Box, depths: tuple[int, ...] | list[int] = (16, 32, 32),
+                 features_dim: int = 256) -> None:
+        super().__init__(observation_space, features_dim)
+        c, h, w = observation_space.shape
+        if h != w:
+            raise ConfigError(f"ImpalaExtractor needs square images, got {h}x{w}")
+        self.in_channels, self.image_size, self.depths = int(c), int(h), tuple(int(d) for d in depths)
+        self.cnn = ImpalaCNN(self.in_channels, self.image_size, self.depths, features_dim, channels_last=False)
+
+    def forward(self, observations: torch.Tensor) -> torch.Tensor:
+        return self.cnn(observations)
+
+
+def policy_kwargs(cfg: PPOConfig) -> dict[str, Any]:
+    """SB3 ``policy_kwargs``: IMPALA-CNN features, linear policy and value heads (no hidden MLP)."""
+    return {
+        "features_extractor_class": ImpalaExtractor,
+        "features_extractor_kwargs": {"depths": list(cfg.cnn_depths), "features_dim": cfg.features_dim},
+        "net_arch": {"pi": [], "vf": []},
+    }
+
+
+def export_actor(model: PPO) -> ImpalaActor:
+    """Copy the actor of an SB3 PPO model (IMPALA features + action head) into a CPU :class:`ImpalaActor`."""
+    pol = model.policy
+    fe = pol.features_extractor
+    if not isinstance(fe, ImpalaExtractor):
+        raise ConfigError(f"export_actor needs an ImpalaExtractor, the policy has {type(fe).__name__}")
+    if any(True for _ in pol.mlp_extractor.policy_net.parameters()):
+        raise ConfigError("export_actor needs net_arch pi=[] (a linear policy head on the CNN features)")
+    if not pol.share_features_extractor and pol.pi_features_extractor is not fe:
+        fe = pol.pi_features_extractor
+    actor = ImpalaActor(n_actions=pol.action_net.out_features, in_channels=fe.in_channels,
+                        image_size=fe.image_size, depths=fe.depths, features_dim=fe.features_dim)
+    actor.encoder.load_state_dict({k: v.detach().cpu() for k, v in fe.cnn.state_dict().items()})
+    actor.head.load_state_dict({k: v.detach().cpu() for k, v in pol.action_net.state_dict().items()})
+    return actor.eval()
+
+
+# ---- envs -----------------------------------------------------------------------------------------
+def make_train_env(cfg: PPOConfig):  # -> SB3VecEnv
+    """The training env: ProcgenVecEnv on the configured levels, as an SB3 VecEnv."""
+    from simlab.envs.procgen.base import ProcgenOptions
+    from simlab.envs.procgen.vec import ProcgenVecEnv
+    from simlab.sb3 import SB3VecEnv
+
+    opts = ProcgenOptions(num_levels=cfg.num_levels, start_level=cfg.start_level,
+                          distribution_mode=cfg.distribution_mode, use_backgrounds=cfg.use_backgrounds,
+                          rand_seed=cfg.seed)
+    return SB3VecEnv(ProcgenVecEnv(procgen_game(cfg.env_id), cfg.num_envs, options=opts))
+
+
+# ---- run directory plumbing ------------------------------------------------------------------------
+class RunDirOutput(KVWriter):
+    """SB3 logger output that appends every dump to ``RUN/metrics.jsonl`` (keys keep SB3's namespaces)."""
+
+    def __init__(self, run: RunDir) -> None:
+        self.run = run
+
+    def write(self, key_values: dict[str, Any], key_excluded: dict[str, tuple[str, ...]], step: int = 0) -> None:
+        metrics = {k: float(v) for k, v in key_values.items()
+                   if isinstance(v, (int, float, np.number)) and not isinstance(v, bool)}
+        if metrics:
+            self.run.log(step, metrics)
+
+    def close(self) -> None:
+        pass
+
+
+def make_logger(run: RunDir) -> Logger:
+    """metrics.jsonl always; TensorBoard events in ``RUN/tb`` only when tensorboard is importable."""
+    outputs: list[KVWriter] = [RunDirOutput(run)]
+    if importlib.util.find_spec("tensorboard") is not None:
+        from stable_baselines3.common.logger import TensorBoardOutputFormat
+
+        outputs.append(TensorBoardOutputFormat(str(run.path / "tb")))
+    return Logger(folder=str(run.path), output_formats=outputs)
+
+
+@contextlib.contextmanager
+def atomic_dir(final: Path) -> Iterator[Path]:
+    """Yield a temporary directory beside ``final``; swap it into place only on success.
+
+    A crash between the two renames leaves ``.<name>.old`` (the previous
+    version), which :func:`recover_dir` puts back.
+    """
+    tmp = final.with_name(f".{final.name}.tmp")
+    old = final.with_name(f".{final.name}.old")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    try:
+        yield tmp
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    shutil.rmtree(old, ignore_errors=True)
+    if final.exists():
+        os.replace(final, old)
+    os.replace(tmp, final)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def recover_dir(final: Path) -> None:
+    """Undo a swap interrupted between its two renames (see :func:`atomic_dir`)."""
+    old = final.with_name(f".{final.name}.old")
+    if not final.exists() and old.exists():
+        os.replace(old, final)
+
+
+def save_checkpoint(run: RunDir, model: PPO, cfg: PPOConfig, name: str = "latest") -> Path:
+    """Atomically write ``checkpoints/<name>/``: SB3 zip, exported policy, state.json (last)."""
+    final = run.checkpoint(name)
+    with atomic_dir(final) as tmp:
+        # The SB3 zip (its own format, with torch-pickled state) is only read back by --resume here;
+        # the policy that leaves the run is the safetensors export next to it.
+        model.save(tmp / SB3_ZIP)
+        save_policy(tmp / "policy", export_actor(model), policy_meta(model, cfg))
+        write_json_atomic(tmp / STATE, {"format_version": 1, "num_timesteps": int(model.num_timesteps),
+                                        "time": time.time()})
+    return final
+
+
+def policy_meta(model: PPO, cfg: PPOConfig) -> dict[str, Any]:
+    """Metadata stored with an exported PPO policy."""
+    return {"trainer": "ppo", "env_id": cfg.env_id, "num_timesteps": int(model.num_timesteps),
+            "train_config": to_dict(cfg)}
+
+
+def _trim_metrics(run: RunDir, step: int) -> None:
+    """Drop metric records past ``step`` (logged after the checkpoint a resumed run restarts from)."""
+    p = run.path / "metrics.jsonl"
+    if not p.exists():
+        return
+    keep = [json.dumps(r) for r in run.metrics() if int(r.get("step", 0)) <= step]
+    with atomic_path(p) as tmp:
+        tmp.write_text("".join(line + "\n" for line in keep))
+
+
+def _accept_budget_change(out: Path, cfg: PPOConfig) -> None:
+    """On resume, allow :data:`RESUMABLE_CHANGES` (e.g. a larger total_timesteps) by updating config.yaml."""
+    p = out / "config.yaml"
+    if not p.exists():
+        return
+    try:
+        old = load_yaml(PPOConfig, p)
+    except ConfigError:
+        return  # RunDir.create reports it
+    a, b = to_dict(old), to_dict(cfg)
+    diff = {k for k in a.keys() | b.keys() if a.get(k) != b.get(k)}
+    if diff and diff <= RESUMABLE_CHANGES:
+        save_yaml(cfg, p)
+
+
+class RunCallback(BaseCallback):
+    """Progress bar, periodic checkpoints and evaluation of a PPO run.
+
+    Checkpoints and evaluations happen at the start of a rollout, when the
+    parameters have been updated on every step collected so far, so a
+    resumed run loses no collected data.
+    """
+
+    def __init__(self, run: RunDir, cfg: PPOConfig, progress: bool = True) -> None:
+        super().__init__()
+        self.run, self.cfg, self.progress = run, cfg, progress
+        self.bar: Any = None
+        self.best = -np.inf
+        best = run.checkpoint("best") / STATE
+        if best.exists():
+            self.best = float(json.loads(best.read_text()).get("score", -np.inf))
+
+    def _on_training_start(self) -> None:
+        from tqdm.auto import tqdm
+
+        self.last = self.num_timesteps
+        self.bar = tqdm(total=self.cfg.total_timesteps, initial=self.num_timesteps, unit="step",
+                        unit_scale=True, desc=f"ppo {self.cfg.env_id}", disable=not self.progress,
+                        dynamic_ncols=True, smoothing=0.1)
+
+    def _on_step(self) -> bool:
+        if self.bar is not None:
+            self.bar.update(self.training_env.num_envs)
+        return True
+
+    @staticmethod
+    def _crossed(every: int, before: int, now: int) -> bool:
+        return every > 0 and now // every > before // every
+
+    def _on_rollout_start(self) -> None:
+        now = self.num_timesteps
+        if now == self.last:
+            return
+        if self._crossed(self.cfg.checkpoint_every, self.last, now):
+            save_checkpoint(self.run, self.model, self.cfg)
+        if self._crossed(self.cfg.eval_every, self.last, now):
+            self.evaluate()
+        self.last = now
+
+    def evaluate(self) -> dict[str, Any]:
+        """Evaluate the current actor on ``eval_splits``; record ``eval/`` metrics; update checkpoints/best."""
+        from simlab.policies.evaluate import evaluate
+
+        policy = SavedPolicy(export_actor(self.model))
+        res = evaluate(policy, self.cfg.env_id, self.cfg.eval_splits, self.cfg.eval_episodes, seed=self.cfg.seed,
+                       num_envs=min(self.cfg.eval_episodes, self.cfg.num_envs))
+        for split, r in res.items():
+            self.logger.record(f"eval/{split}_mean_return", r["mean_return"])
+            self.logger.record(f"eval/{split}_ci95", r["ci95"])
+            if r["success_rate"] is not None:
+                self.logger.record(f"eval/{split}_success_rate", r["success_rate"])
+        score = res[self.cfg.eval_splits[-1]]["mean_return"]
+        if score > self.best:
+            self.best = score
+            final = self.run.checkpoint("best")
+            with atomic_dir(final) as tmp:
+                save_policy(tmp / "policy", policy.network, policy_meta(self.model, self.cfg))
+                write_json_atomic(tmp / STATE, {"format_version": 1, "num_timesteps": int(self.model.num_timesteps),
+                                                "split": self.cfg.eval_splits[-1], "score": float(score)})
+        return res
+
+    def _on_training_end(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def train_ppo(cfg: PPOConfig, out: Path | str, resume: bool = False, progress: bool = True) -> RunDir:
+    """Train PPO on a procgen-like game and write the run directory ``out``.
+
+    Args:
+        cfg: the resolved config (saved as ``out/config.yaml``).
+        out: run directory; must be new or empty unless ``resume``.
+        resume: continue from ``checkpoints/latest`` (SB3 counters kept, only the
+            remaining ``total_timesteps - num_timesteps`` steps run). A resumed config must
+            equal the saved one except for :data:`RESUMABLE_CHANGES` (e.g. a larger
+            ``total_timesteps`` extends a finished run). Without a checkpoint it starts over.
+        progress: show a tqdm progress bar (steps/s) on stderr.
+
+    Returns:
+        The :class:`RunDir`; the final policy is in ``RUN/policy`` (load with
+        :func:`simlab.policies.evaluate.load_policy`).
+
+    Raises:
+        ConfigError: bad config, non-procgen env id, or a non-empty ``out`` without ``resume``.
+        CheckpointError: the checkpoint to resume from is unreadable.
+    """
+    out = Path(out)
+    procgen_game(cfg.env_id)
+    if resume:
+        _accept_budget_change(out, cfg)
+    run = RunDir.create(out, cfg, resume=resume)
+    if cfg.torch_threads:
+        torch.set_num_threads(cfg.torch_threads)
+    device = resolve_device(cfg.device)
+    venv = make_train_env(cfg)
+    latest = run.checkpoint("latest")
+    recover_dir(latest)
+    resumed = resume and (latest / STATE).exists()
+    if resumed:
+        try:
+            model = PPO.load(latest / SB3_ZIP, env=venv, device=device, custom_objects={
+                "policy_kwargs": policy_kwargs(cfg), "learning_rate": cfg.lr, "clip_range": cfg.clip})
+        except Exception as e:  # noqa: BLE001 - any failure to read SB3's zip is a bad checkpoint
+            msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+            raise CheckpointError(f"{latest / SB3_ZIP}: cannot resume from this checkpoint ({msg})") from None
+        model.set_random_seed(cfg.seed + int(model.num_timesteps))  # fresh level streams after resuming
+        _trim_metrics(run, int(model.num_timesteps))
+    else:
+        if resume:
+            _trim_metrics(run, 0)
+        model = PPO(
+            "CnnPolicy", venv, learning_rate=cfg.lr, n_steps=cfg.n_steps, batch_size=cfg.batch_size,
+            n_epochs=cfg.n_epochs, gamma=cfg.gamma, gae_lambda=cfg.gae_lambda, clip_range=cfg.clip,
+            ent_coef=cfg.ent_coef, vf_coef=cfg.vf_coef, max_grad_norm=cfg.max_grad_norm,
+            policy_kwargs=policy_kwargs(cfg), seed=cfg.seed, device=device, verbose=0,
+        )
+    model.set_logger(make_logger(run))
+    remaining = cfg.total_timesteps - int(model.num_timesteps)
+    if remaining > 0:
+        cb = RunCallback(run, cfg, progress=progress)
+        model.learn(total_timesteps=remaining, callback=cb, reset_num_timesteps=not resumed, log_interval=1)
+        if cfg.eval_every > 0:
+            cb.evaluate()  # the final policy is always evaluated when evaluation is on
+        model.logger.dump(model.num_timesteps)  # train/ values of the last update (+ eval/)
+    save_checkpoint(run, model, cfg)
+    with atomic_dir(run.path / "policy") as tmp:
+        save_policy(tmp, export_actor(model), policy_meta(model, cfg))
+    model.logger.close()
+    venv.close()
+    run.mark_stage("train", {"num_timesteps": int(model.num_timesteps)})
+    return run
