@@ -26,7 +26,10 @@ app = typer.Typer(
 )
 collect_app = typer.Typer(help="Collect datasets from simlab simulators.", no_args_is_help=True)
 eval_app = typer.Typer(help="Evaluate data, models and policies.", no_args_is_help=True)
+train_app = typer.Typer(help="Train world models and policies (each run writes a run directory).",
+                        no_args_is_help=True)
 app.add_typer(collect_app, name="collect")
+app.add_typer(train_app, name="train")
 app.add_typer(eval_app, name="eval")
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print results as one JSON object.")]
@@ -108,6 +111,44 @@ def collect_collision2d(
         state = "complete" if res.complete else "partial (other shards still to be written)"
         typer.echo(f"{out}: {cfg.total} videos, {len(res.written)} shard(s) written, "
                    f"{len(res.skipped)} skipped, {state}, {res.seconds:.1f} s")
+
+
+@collect_app.command("procgen")
+def collect_procgen_cmd(
+    out: Annotated[Path, typer.Option("--out", help="Dataset directory.")],
+    game: Annotated[str, typer.Option(help="maze | coinrun | bigfish | dodge")] = "maze",
+    policy: Annotated[str, typer.Option(help="random | oracle (maze) | a run or saved-policy directory.")]
+    = "random",
+    levels: Annotated[str, typer.Option(help="Level seeds a:b (or a: for unlimited from a).")] = "0:200",
+    distribution_mode: Annotated[str, typer.Option(help="easy | hard")] = "easy",
+    transitions: Annotated[int, typer.Option(help="Transitions to collect.")] = 100_000,
+    seed: Annotated[int, typer.Option(help="Seed of level streams and policy sampling.")] = 0,
+    num_envs: Annotated[int, typer.Option(help="Envs stepped together.")] = 64,
+    shard: Annotated[str, typer.Option(help="This worker's part, i/n.")] = "0/1",
+    resume: Annotated[bool, typer.Option(help="Continue an interrupted collection.")] = False,
+    minari: Annotated[str | None, typer.Option(help="Also export as a Minari dataset with this id.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Roll out a policy on procgen-like levels and store HDF5 episodes (obs, actions, rewards, level seeds)."""
+    from simlab.data import parse_shard
+    from simlab.envs.procgen.dataset import ProcgenCollectConfig, collect_procgen, export_minari
+
+    cfg = ProcgenCollectConfig(game=game, levels=levels, distribution_mode=distribution_mode,
+                               transitions=transitions, policy=policy, seed=seed, num_envs=num_envs)
+    res = collect_procgen(cfg, out, shard=parse_shard(shard), resume=resume)
+    summary: dict[str, Any] = {"out": str(out), "transitions": transitions, "shards_written": len(res.written),
+                               "shards_skipped": len(res.skipped), "complete": res.complete,
+                               "seconds": round(res.seconds, 3)}
+    if minari is not None:
+        if not res.complete:
+            raise ConfigError("--minari needs the whole dataset; run the other shards first")
+        summary["minari"] = str(export_minari(out, minari))
+    if as_json:
+        _print_json(summary)
+    else:
+        typer.echo(f"{out}: {transitions} transitions, {len(res.written)} shard(s) written, "
+                   f"{len(res.skipped)} skipped, {'complete' if res.complete else 'partial'}, {res.seconds:.1f} s"
+                   + (f"; Minari dataset {summary['minari']}" if minari else ""))
 
 
 # ---- render -------------------------------------------------------------------------------
@@ -318,6 +359,92 @@ def eval_physics(
     typer.echo(f"{sc} @ {ds.config.resolution}px, {done} videos ({out['source']}): velocity error "
                f"{ve['mean']:.4f} ± {ve['ci95']:.4f} (95% CI)"
                + (f"; paper's ground-truth floor {PAPER_FLOORS[sc]}" if sc in PAPER_FLOORS else ""))
+
+
+# ---- train ppo ----------------------------------------------------------------------------
+OverridesArg = Annotated[list[str] | None, typer.Argument(
+    help="Config overrides key=value (e.g. lr=3e-4 num_envs=32), applied after presets.")]
+
+
+@train_app.command("ppo")
+def train_ppo_cmd(
+    out: Annotated[Path, typer.Option("--out", help="Run directory.")],
+    env: Annotated[str, typer.Option(help="A procgen-like env id, e.g. simlab/Maze-v0.")] = "simlab/Maze-v0",
+    num_levels: Annotated[int | None, typer.Option(help="Training levels (0 = unlimited).")] = None,
+    total_timesteps: Annotated[int | None, typer.Option(help="Environment steps to train for.")] = None,
+    preset: Annotated[list[str] | None, typer.Option(help="Named presets applied in order (e.g. debug).")] = None,
+    resume: Annotated[bool, typer.Option(help="Continue a killed run from its latest checkpoint.")] = False,
+    overrides: OverridesArg = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """PPO with an IMPALA-CNN (stable-baselines3) on a procgen-like game's training levels."""
+    from simlab.policies.ppo import ppo_config, train_ppo
+
+    ov = list(overrides or [])
+    ov.append(f"env_id={env}")
+    if num_levels is not None:
+        ov.append(f"num_levels={num_levels}")
+    if total_timesteps is not None:
+        ov.append(f"total_timesteps={total_timesteps}")
+    cfg = ppo_config(list(preset or []), ov)
+    run = train_ppo(cfg, out, resume=resume)
+    info = {"run": str(run.path), "env": cfg.env_id, "total_timesteps": cfg.total_timesteps}
+    _print_json(info) if as_json else typer.echo(f"trained PPO on {cfg.env_id}: {run.path}")
+
+
+@train_app.command("bc")
+def train_bc_cmd(
+    data: Annotated[str, typer.Option(help="A procgen dataset directory, or minari:<id or path>.")],
+    env: Annotated[str, typer.Option(help="The env the data comes from, e.g. simlab/Maze-v0.")],
+    out: Annotated[Path, typer.Option("--out", help="Run directory.")],
+    preset: Annotated[list[str] | None, typer.Option(help="Named presets applied in order.")] = None,
+    resume: Annotated[bool, typer.Option(help="Continue a killed run from its latest checkpoint.")] = False,
+    overrides: OverridesArg = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Behaviour cloning (IMPALA-CNN, cross-entropy) from an HDF5 or Minari dataset."""
+    from simlab.config import resolve
+    from simlab.policies.bc import BCConfig, train_bc
+
+    cfg = resolve(BCConfig, "bc", list(preset or []), [*(overrides or []), f"data={data}", f"env={env}"])
+    run = train_bc(cfg, out, resume=resume)
+    info = {"run": str(run.path), "env": cfg.env, "data": cfg.data}
+    _print_json(info) if as_json else typer.echo(f"trained BC on {cfg.data}: {run.path}")
+
+
+# ---- eval transfer -------------------------------------------------------------------------
+@eval_app.command("transfer")
+def eval_transfer(
+    policy: Annotated[Path, typer.Option(help="A run directory or a saved-policy directory.")],
+    env: Annotated[str, typer.Option(help="Real env id, e.g. simlab/Maze-v0.")],
+    splits: Annotated[str, typer.Option(help="Comma-separated splits: train, val, test, vis_train, vis_test, hard.")]
+    = "train,test",
+    episodes: Annotated[int, typer.Option(help="Episodes per split.")] = 100,
+    seed: Annotated[int, typer.Option(help="Seed of the level streams.")] = 0,
+    num_envs: Annotated[int, typer.Option(help="Envs stepped together.")] = 16,
+    out: Annotated[Path | None, typer.Option(help="Directory for eval_info.json and videos "
+                                                     "(default: POLICY/eval).")] = None,
+    videos_per_split: Annotated[int, typer.Option(help="Episodes recorded to mp4 per split.")] = 2,
+    as_json: JsonOpt = False,
+) -> None:
+    """Evaluate a policy in the REAL env on named splits: mean, std, 95% CI, success rate per split."""
+    from simlab.policies.evaluate import evaluate, format_table, load_policy
+
+    if episodes < 1:
+        raise ConfigError(f"--episodes must be >= 1, got {episodes}")
+    names = [x.strip() for x in splits.split(",") if x.strip()]
+    if not names:
+        raise ConfigError("--splits is empty")
+    pol = load_policy(policy)
+    out_dir = out if out is not None else (policy / "eval")
+    res = evaluate(pol, env, names, episodes, seed=seed, num_envs=num_envs,
+                   video_dir=out_dir / "videos" if videos_per_split > 0 else None,
+                   videos_per_split=videos_per_split, out_dir=out_dir)
+    if as_json:
+        _print_json({k: {kk: vv for kk, vv in v.items() if kk != "episodes"} for k, v in res.items()})
+    else:
+        typer.echo(format_table(res))
+        typer.echo(f"details: {out_dir / 'eval_info.json'}")
 
 
 # ---- entry point ---------------------------------------------------------------------------

@@ -1,0 +1,715 @@
+"""Collect, read and export offline-RL transition datasets of the procgen-like games.
+
+A dataset is a directory of HDF5 shards plus ``manifest.json`` (see
+:mod:`simlab.data`); ``kind = "simlab.procgen.transitions"``. Shard ``j``
+holds transitions ``[j * transitions_per_shard, ...)`` of the dataset and is
+produced by its own :class:`~simlab.envs.procgen.vec.ProcgenVecEnv` batch,
+whose level streams and behaviour-policy randomness are seeded from
+``(seed, j)``: a shard is a pure function of ``(config, j)``, so
+``--shard i/n`` workers, a resumed collection and an unbroken one write
+byte-identical files.
+
+Arrays of a shard (``n`` transitions, ``m`` episode segments):
+
+============== ================== =====================================================
+``obs``        (n, 64, 64, 3) u8  observation the action was taken in (gzip, lossless)
+``actions``    (n,) int64         action taken, in ``[0, 15)``
+``rewards``    (n,) float32       reward of the step
+``terminations`` (n,) bool        the step ended the episode (goal reached / death)
+``truncations`` (n,) bool         the step hit the game's time limit
+``level_seed`` (n,) int64         level of the episode (replay: ``reset(options={"level_seed": s})``)
+``episode_id`` (n,) int64         dataset index of the episode's first transition (unique)
+``final_obs``  (m, 64, 64, 3) u8  observation after each episode segment's last step (gzip)
+============== ================== =====================================================
+
+Transitions are stored slot-major: each env slot's steps are contiguous, so
+every episode segment is a contiguous run of equal ``episode_id``. The next
+observation of transition ``i`` is ``obs[i + 1]`` inside a segment and the
+segment's ``final_obs`` at its end. A segment whose last step is neither
+terminated nor truncated was cut by the end of its shard's rollout.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import time
+import warnings
+from collections import deque
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from simlab import __version__
+from simlab.data import (
+    FORMAT_VERSION,
+    MANIFEST,
+    check_shards,
+    open_h5,
+    read_h5_array,
+    read_manifest,
+    sha256_file,
+    shard_name,
+    write_h5_shard,
+    write_json_atomic,
+)
+from simlab.envs.procgen.base import (
+    ACTION_DX,
+    ACTION_DY,
+    DISTRIBUTION_MODES,
+    NUM_ACTIONS,
+    OBS_SIZE,
+    ProcgenOptions,
+)
+from simlab.envs.procgen.vec import GAMES, ProcgenVecEnv
+from simlab.errors import ConfigError, DatasetError, SimlabError
+from simlab.registry import ENV_SPECS
+
+KIND = "simlab.procgen.transitions"
+OBS_SHAPE = (OBS_SIZE, OBS_SIZE, 3)
+STEP_KEYS = ("obs", "actions", "rewards", "terminations", "truncations", "level_seed", "episode_id")
+"""Per-transition arrays of a shard (plus the per-segment ``final_obs``)."""
+SCRIPTED_POLICIES = ("random", "oracle")
+ENV_IDS = {s.kwargs["game"]: s.id for s in ENV_SPECS
+           if s.vector_entry_point == "simlab.envs.procgen.vec:ProcgenVecEnv"}
+"""Registered single-env id of each game (the env a dataset's policies are evaluated in)."""
+
+
+def parse_levels(text: str) -> tuple[int, int]:
+    """``"a:b"`` -> ``(start_level=a, num_levels=b - a)``; ``"a:"`` -> unlimited levels from ``a`` (0).
+
+    ConfigError for a malformed range, a negative start or an empty/negative range.
+    """
+    parts = str(text).split(":")
+    try:
+        if len(parts) != 2:
+            raise ValueError
+        start = int(parts[0])
+        stop = None if parts[1].strip() == "" else int(parts[1])
+    except ValueError:
+        raise ConfigError(f"levels must look like a:b (levels a..b-1) or a: (unlimited from a), "
+                          f"got {text!r}") from None
+    if start < 0:
+        raise ConfigError(f"levels {text!r}: the first level must be >= 0")
+    if stop is None:
+        return start, 0
+    if stop - start < 0:
+        raise ConfigError(f"levels {text!r}: num_levels = {stop - start} < 0 (need a <= b)")
+    if stop == start:
+        raise ConfigError(f"levels {text!r} is empty; use {start}: for unlimited levels from {start}")
+    return start, stop - start
+
+
+@dataclass(frozen=True)
+class ProcgenCollectConfig:
+    """Everything that determines a procgen transition dataset's content."""
+
+    game: str = "maze"
+    """maze | coinrun | bigfish | dodge."""
+    levels: str = "0:200"
+    """Level seeds ``a:b`` (levels a..b-1) or ``a:`` (unlimited from a)."""
+    distribution_mode: str = "easy"
+    """easy | hard."""
+    transitions: int = 100_000
+    """Number of transitions N."""
+    policy: str = "random"
+    """Behaviour policy: random (uniform over 15 actions), oracle (maze: BFS shortest path), or the
+    path of a saved policy / training run (actions sampled from its softmax)."""
+    seed: int = 0
+    """Seed of level streams and policy sampling (shard j uses (seed, j))."""
+    num_envs: int = 64
+    """Envs stepped together per shard (part of the content)."""
+    transitions_per_shard: int = 8192
+    """Transitions per shard file (part of the content)."""
+
+    def __post_init__(self) -> None:
+        if self.game not in GAMES:
+            raise ConfigError(f"unknown game {self.game!r}; choose one of {', '.join(GAMES)}")
+        parse_levels(self.levels)
+        if self.distribution_mode not in DISTRIBUTION_MODES:
+            raise ConfigError(f"unknown distribution_mode {self.distribution_mode!r}; "
+                              f"choose one of {', '.join(DISTRIBUTION_MODES)}")
+        for name in ("transitions", "num_envs", "transitions_per_shard"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if not self.policy:
+            raise ConfigError("policy must be 'random', 'oracle' or the path of a saved policy")
+        if self.policy == "oracle" and self.game != "maze":
+            raise ConfigError(f"policy 'oracle' (BFS solver) exists for maze only, not {self.game!r}")
+
+    @property
+    def start_level(self) -> int:
+        """Lowest level seed."""
+        return parse_levels(self.levels)[0]
+
+    @property
+    def num_levels(self) -> int:
+        """Number of levels (0 = unlimited)."""
+        return parse_levels(self.levels)[1]
+
+    def num_shards(self) -> int:
+        """Number of shard files."""
+        return -(-self.transitions // self.transitions_per_shard)
+
+    def shard_range(self, j: int) -> tuple[int, int]:
+        """Transition index range ``[start, stop)`` of shard ``j``."""
+        start = j * self.transitions_per_shard
+        return start, min(self.transitions, start + self.transitions_per_shard)
+
+    def options(self, j: int) -> ProcgenOptions:
+        """Env options of shard ``j`` (its own level streams, seeded from ``(seed, j)``)."""
+        rand_seed = int(np.random.SeedSequence([self.seed, j, 0]).generate_state(1)[0])
+        return ProcgenOptions(num_levels=self.num_levels, start_level=self.start_level,
+                              distribution_mode=self.distribution_mode, rand_seed=rand_seed)
+
+
+@dataclass
+class ProcgenCollectResult:
+    """What a collection run did."""
+
+    out: str
+    written: list[int] = field(default_factory=list)
+    skipped: list[int] = field(default_factory=list)
+    complete: bool = False
+    seconds: float = 0.0
+    transitions_written: int = 0
+
+
+# ---- behaviour policies -----------------------------------------------------------------
+
+_MOVES = tuple(a for a in range(NUM_ACTIONS)
+               if abs(ACTION_DX[a]) + abs(ACTION_DY[a]) == 1)  # LEFT, DOWN, UP, RIGHT
+
+
+def _maze_distance(board: np.ndarray, goal: tuple[int, int]) -> np.ndarray:
+    """4-connected BFS distance of every free tile to ``goal`` (-1 for walls/unreachable)."""
+    dist = np.full(board.shape, -1, np.int32)
+    dist[goal] = 0
+    q = deque([goal])
+    while q:
+        r, c = q.popleft()
+        for a in _MOVES:
+            nr, nc = r + int(ACTION_DY[a]), c + int(ACTION_DX[a])
+            if 0 <= nr < board.shape[0] and 0 <= nc < board.shape[1] and board[nr, nc] == 0 \
+                    and dist[nr, nc] < 0:
+                dist[nr, nc] = dist[r, c] + 1
+                q.append((nr, nc))
+    return dist
+
+
+class MazeOracle:
+    """Scripted maze expert: one step along the BFS shortest path to the cheese.
+
+    Reads the engine's state (board, agent, cheese), so it only works with
+    maze envs; deterministic given the state (the path in a perfect maze is unique).
+    """
+
+    def __init__(self) -> None:
+        self._dist: dict[int, np.ndarray] = {}
+
+    def __call__(self, obs: np.ndarray, env: Any) -> np.ndarray:
+        g = env.game
+        actions = np.full(g.n, 4, np.int64)  # 4 = no-op
+        if len(self._dist) > 4096:
+            self._dist.clear()
+        for i in range(g.n):
+            seed = int(g.level_seed[i])
+            dist = self._dist.get(seed)
+            if dist is None:
+                dist = self._dist[seed] = _maze_distance(g.board[i], (int(g.cheese[i, 0]), int(g.cheese[i, 1])))
+            r, c = int(g.agent[i, 0]), int(g.agent[i, 1])
+            for a in _MOVES:
+                nr, nc = r + int(ACTION_DY[a]), c + int(ACTION_DX[a])
+                if dist[nr, nc] >= 0 and dist[nr, nc] == dist[r, c] - 1:
+                    actions[i] = a
+                    break
+        return actions
+
+
+def _policy_dir(path: str | Path) -> Path:
+    """The saved-policy directory of ``path``: a policy directory, or a run directory's final
+    policy (``policy/``) or, failing that, its latest checkpoint's (as :func:`evaluate.load_policy`)."""
+    p = Path(path)
+    for d in (p, p / "policy", p / "checkpoints" / "latest" / "policy"):
+        if (d / "config.json").exists():
+            return d
+    raise ConfigError(f"policy {str(path)!r} is not 'random', 'oracle', a saved policy directory "
+                      "(config.json + model.safetensors) or a run directory with one")
+
+
+def _policy_fingerprint(cfg: ProcgenCollectConfig) -> str | None:
+    """SHA-256 of a saved behaviour policy's weights (they decide the data, not the path)."""
+    if cfg.policy in SCRIPTED_POLICIES:
+        return None
+    w = _policy_dir(cfg.policy) / "model.safetensors"
+    if not w.exists():
+        raise ConfigError(f"policy {cfg.policy!r}: missing {w}")
+    return sha256_file(w)
+
+
+def _make_policy(cfg: ProcgenCollectConfig, j: int) -> Callable[[np.ndarray, Any], np.ndarray]:
+    """The behaviour policy of shard ``j``: ``(obs (N,64,64,3), env) -> actions (N,)``."""
+    rng = np.random.default_rng([cfg.seed, j, 1])
+    if cfg.policy == "random":
+        return lambda obs, env: rng.integers(0, NUM_ACTIONS, size=len(obs), dtype=np.int64)
+    if cfg.policy == "oracle":
+        return MazeOracle()
+    from simlab.policies.saved import SavedPolicy
+
+    pol = SavedPolicy.load(_policy_dir(cfg.policy))
+    pol.rng = rng  # actions sampled from the policy's softmax with the shard's stream
+    return lambda obs, env: pol.act(obs, deterministic=False)
+
+
+# ---- collection ---------------------------------------------------------------------------
+
+def rollout_shard(cfg: ProcgenCollectConfig, j: int) -> dict[str, np.ndarray]:
+    """The arrays of shard ``j`` (see the module docstring); a pure function of ``(cfg, j)``."""
+    start, stop = cfg.shard_range(j)
+    count, n = stop - start, cfg.num_envs
+    spe = -(-count // n)  # steps per env slot
+    lengths = np.clip(count - np.arange(n) * spe, 0, spe)  # slot k keeps its first lengths[k] steps
+    env = ProcgenVecEnv(cfg.game, n, options=cfg.options(j))
+    policy = _make_policy(cfg, j)
+    obs_b = np.empty((spe, n, *OBS_SHAPE), np.uint8)
+    act_b = np.empty((spe, n), np.int64)
+    rew_b = np.empty((spe, n), np.float32)
+    term_b = np.empty((spe, n), bool)
+    trunc_b = np.empty((spe, n), bool)
+    seed_b = np.empty((spe, n), np.int64)
+    finals: list[dict[int, np.ndarray]] = [{} for _ in range(n)]  # slot -> {step: next obs at segment end}
+    obs, info = env.reset()
+    for t in range(spe):
+        obs_b[t], seed_b[t] = obs, info["level_seed"]
+        act_b[t] = policy(obs, env)
+        obs, rew_b[t], term_b[t], trunc_b[t], info = env.step(act_b[t])
+        done = term_b[t] | trunc_b[t]
+        for k in np.flatnonzero((done | (lengths - 1 == t)) & (lengths > t)):
+            finals[k][t] = info["final_obs"][k] if done[k] else obs[k].copy()
+    env.close()
+
+    out: dict[str, list[np.ndarray]] = {k: [] for k in (*STEP_KEYS, "final_obs")}
+    base = 0
+    for k in range(n):
+        ln = int(lengths[k])
+        if ln == 0:
+            continue
+        done = term_b[:ln, k] | trunc_b[:ln, k]
+        first = np.concatenate([[True], done[:-1]])  # a segment starts at t=0 and after each done
+        seg_start = np.maximum.accumulate(np.where(first, np.arange(ln), 0))
+        out["obs"].append(obs_b[:ln, k])
+        out["actions"].append(act_b[:ln, k])
+        out["rewards"].append(rew_b[:ln, k])
+        out["terminations"].append(term_b[:ln, k])
+        out["truncations"].append(trunc_b[:ln, k])
+        out["level_seed"].append(seed_b[:ln, k])
+        out["episode_id"].append(start + base + seg_start)
+        out["final_obs"].append(np.stack([finals[k][t] for t in sorted(finals[k])]))
+        base += ln
+    arrays = {k: np.concatenate(v) for k, v in out.items()}
+    assert len(arrays["final_obs"]) == len(np.unique(arrays["episode_id"]))
+    return arrays
+
+
+def _sidecar(root: Path, j: int) -> Path:
+    return root / (shard_name(j)[:-3] + ".json")
+
+
+def _shard_info(root: Path, j: int, cfg: ProcgenCollectConfig) -> dict[str, Any]:
+    """Size/checksum/episode record of an existing shard (from its sidecar, recomputed if stale)."""
+    path = root / shard_name(j)
+    side = _sidecar(root, j)
+    size = path.stat().st_size
+    if side.exists():
+        try:
+            info = json.loads(side.read_text())
+            if info.get("bytes") == size:
+                return info
+        except json.JSONDecodeError:
+            pass
+    start, stop = cfg.shard_range(j)
+    with open_h5(path) as f:
+        episodes = int(f["final_obs"].shape[0]) if "final_obs" in f else 0
+    info = {"file": shard_name(j), "start": start, "stop": stop, "episodes": episodes,
+            "bytes": size, "sha256": sha256_file(path)}
+    write_json_atomic(side, info)
+    return info
+
+
+def _collect_record(cfg: ProcgenCollectConfig) -> dict[str, Any]:
+    """What must match for two runs to write the same dataset (config + behaviour-policy weights)."""
+    return {"config": asdict(cfg), "policy_sha256": _policy_fingerprint(cfg)}
+
+
+def _check_existing(root: Path, record: dict[str, Any], resume: bool) -> None:
+    """Refuse to mix datasets: an existing directory must hold the same config, and needs resume."""
+    existing = [root / MANIFEST, *sorted((root / "shards").glob("shard-*.h5"))] if root.exists() else []
+    if not any(p.exists() for p in existing):
+        return
+    if not resume:
+        raise ConfigError(f"{root} already holds a dataset; pass --resume to continue it or choose another --out")
+    rec_path = root / "collect_config.json"
+    if rec_path.exists():
+        try:
+            old = json.loads(rec_path.read_text())
+        except json.JSONDecodeError:
+            raise DatasetError(f"{rec_path}: not valid JSON") from None
+        if old != record:
+            a = {**old.get("config", {}), "policy weights": old.get("policy_sha256")}
+            b = {**record["config"], "policy weights": record["policy_sha256"]}
+            diff = sorted(k for k in a.keys() | b.keys() if a.get(k) != b.get(k))
+            raise ConfigError(f"{root} was collected with a different config ({', '.join(diff)} differ); "
+                              "use the same arguments to resume or another --out")
+
+
+def collect_procgen(cfg: ProcgenCollectConfig, out: str | Path, shard: tuple[int, int] = (0, 1),
+                    resume: bool = False, progress: bool = True) -> ProcgenCollectResult:
+    """Roll out ``cfg.policy`` and write shards ``j`` with ``j % n == i`` for ``shard=(i, n)``.
+
+    Writes ``collect_config.json`` first, each shard atomically (plus a small
+    checksum sidecar) and ``manifest.json`` once every shard exists (the
+    worker that finishes last writes it). With ``resume`` (implied for
+    ``n > 1`` workers sharing ``out``) finished shards are skipped, so a killed
+    collection resumed is byte-identical to an unbroken one.
+    """
+    from tqdm import tqdm
+
+    root = Path(out)
+    i, n = shard
+    if n < 1 or not 0 <= i < n:
+        raise ConfigError(f"shard {i}/{n}: need 0 <= i < n and n >= 1")
+    record = _collect_record(cfg)
+    _check_existing(root, record, resume or n > 1)
+    root.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(root / "collect_config.json", record)
+    todo = [j for j in range(cfg.num_shards()) if j % n == i]
+    res = ProcgenCollectResult(out=str(root))
+    t0 = time.perf_counter()
+    attrs = {"format_version": FORMAT_VERSION, "kind": KIND, "config": asdict(cfg)}
+    total = sum(cfg.shard_range(j)[1] - cfg.shard_range(j)[0] for j in todo)
+    with tqdm(total=total, desc=f"collect {cfg.game} {cfg.levels} ({cfg.policy})", unit="step",
+              disable=not progress, leave=False, dynamic_ncols=True) as bar:
+        for j in todo:
+            start, stop = cfg.shard_range(j)
+            path = root / shard_name(j)
+            if not path.exists():
+                arrays = rollout_shard(cfg, j)
+                write_h5_shard(path, arrays, {**attrs, "shard": j, "start": start, "stop": stop},
+                               compress={"obs", "final_obs"})
+                res.written.append(j)
+                res.transitions_written += stop - start
+            else:
+                res.skipped.append(j)
+            _shard_info(root, j, cfg)
+            bar.update(stop - start)
+    res.seconds = time.perf_counter() - t0
+    res.complete = finalize(root, cfg)
+    return res
+
+
+def finalize(root: str | Path, cfg: ProcgenCollectConfig) -> bool:
+    """Write ``manifest.json`` if every shard exists; returns whether the dataset is complete."""
+    root = Path(root)
+    if not all((root / shard_name(j)).exists() for j in range(cfg.num_shards())):
+        return False
+    shards = [_shard_info(root, j, cfg) for j in range(cfg.num_shards())]
+    man = {
+        "format_version": FORMAT_VERSION,
+        "kind": KIND,
+        "simlab_version": __version__,
+        "config": asdict(cfg),
+        "policy_sha256": json.loads((root / "collect_config.json").read_text())["policy_sha256"],
+        "env_id": ENV_IDS[cfg.game],
+        "count": cfg.transitions,
+        "episodes": int(sum(s["episodes"] for s in shards)),
+        "observation_shape": list(OBS_SHAPE),
+        "observation_dtype": "uint8",
+        "n_actions": NUM_ACTIONS,
+        "start_level": cfg.start_level,
+        "num_levels": cfg.num_levels,
+        "shards": shards,
+        "bytes": int(sum(s["bytes"] for s in shards)),
+    }
+    write_json_atomic(root / MANIFEST, man)
+    return True
+
+
+# ---- reading --------------------------------------------------------------------------------
+
+def check_spaces(source: str | Path, observation_shape: tuple[int, ...], observation_dtype: Any,
+                 n_actions: int, env: Any) -> None:
+    """ConfigError (one line) unless ``env`` observes ``observation_shape``/``dtype`` images and has
+    ``Discrete(n_actions)`` actions. ``env``: a gymnasium ``Env`` or ``VectorEnv`` (single-env spaces)."""
+    from gymnasium import spaces
+
+    obs_space = getattr(env, "single_observation_space", None)
+    obs_space = env.observation_space if obs_space is None else obs_space
+    act_space = getattr(env, "single_action_space", None)
+    act_space = env.action_space if act_space is None else act_space
+    name = getattr(getattr(env, "spec", None), "id", None) or type(env).__name__
+    shape, dtype = tuple(observation_shape), np.dtype(observation_dtype)
+    if not isinstance(obs_space, spaces.Box) or tuple(obs_space.shape) != shape \
+            or np.dtype(obs_space.dtype) != dtype:
+        got = (f"{tuple(obs_space.shape)} {np.dtype(obs_space.dtype)}" if isinstance(obs_space, spaces.Box)
+               else type(obs_space).__name__)
+        raise ConfigError(f"dataset {source} has observations {shape} {dtype} but env {name} observes {got}")
+    if not isinstance(act_space, spaces.Discrete) or int(act_space.n) != n_actions:
+        got = f"Discrete({act_space.n})" if isinstance(act_space, spaces.Discrete) else repr(act_space)
+        raise ConfigError(f"dataset {source} has Discrete({n_actions}) actions but env {name} has {got}")
+
+
+class TransitionDataset:
+    """Read a collected procgen transition dataset.
+
+    Validates the manifest (kind, format version, config) and every shard's
+    size on open (``verify=True`` also checks SHA-256); shard contents are
+    checked against the manifest when read. Errors are :class:`DatasetError`
+    naming the file.
+    """
+
+    def __init__(self, root: str | Path, verify: bool = False) -> None:
+        self.root = Path(root)
+        self.manifest = read_manifest(self.root, KIND)
+        man_path = self.root / MANIFEST
+        try:
+            self.config = ProcgenCollectConfig(**self.manifest["config"])
+            self.observation_shape = tuple(int(v) for v in self.manifest["observation_shape"])
+            self.observation_dtype = np.dtype(self.manifest["observation_dtype"])
+            self.n_actions = int(self.manifest["n_actions"])
+            self.shards = list(self.manifest["shards"])
+            count = int(self.manifest["count"])
+        except (KeyError, TypeError, ValueError, ConfigError) as e:
+            raise DatasetError(f"{man_path}: invalid procgen manifest ({type(e).__name__}: {e})") from None
+        check_shards(self.root, self.manifest, verify=verify)
+        if not self.shards or [s["start"] for s in self.shards] != [0, *[s["stop"] for s in self.shards[:-1]]] \
+                or self.shards[-1]["stop"] != count:
+            raise DatasetError(f"{man_path}: shard ranges do not cover 0..{count}")
+        self._starts = np.array([s["start"] for s in self.shards], np.int64)
+
+    def __len__(self) -> int:
+        return int(self.manifest["count"])
+
+    @property
+    def num_episodes(self) -> int:
+        """Number of episode segments."""
+        return int(self.manifest["episodes"])
+
+    @property
+    def env_id(self) -> str:
+        """Registered env id of the dataset's game."""
+        return str(self.manifest["env_id"])
+
+    def __repr__(self) -> str:
+        return (f"TransitionDataset({str(self.root)!r}: {len(self)} transitions, {self.num_episodes} episodes, "
+                f"{self.config.game} levels {self.config.levels}, policy {self.config.policy})")
+
+    # ---- validation ---------------------------------------------------------------------------
+    def check_env_compat(self, env: Any) -> None:
+        """ConfigError (one line) unless ``env``'s observation shape/dtype and action count match.
+
+        ``env`` is a gymnasium ``Env`` or ``VectorEnv`` (its single-env spaces are compared).
+        """
+        check_spaces(self.root, self.observation_shape, self.observation_dtype, self.n_actions, env)
+
+    # ---- reading -----------------------------------------------------------------------------
+    def _open(self, s: dict[str, Any]):
+        path = self.root / s["file"]
+        f = open_h5(path)
+        if f.attrs.get("kind") != KIND:
+            f.close()
+            raise DatasetError(f"{path}: not a {KIND} shard (kind {f.attrs.get('kind')!r})")
+        if int(f.attrs.get("start", -1)) != s["start"] or int(f.attrs.get("stop", -1)) != s["stop"]:
+            f.close()
+            raise DatasetError(f"{path}: transition range differs from the manifest's")
+        return f
+
+    def _read(self, s: dict[str, Any], sel: Any, keys: tuple[str, ...]) -> dict[str, np.ndarray]:
+        with self._open(s) as f:
+            out = {k: read_h5_array(f, k, sel) for k in keys}
+        n = len(range(*sel.indices(s["stop"] - s["start"]))) if isinstance(sel, slice) else len(sel)
+        for k, v in out.items():
+            if len(v) != n or (k == "obs" and v.shape[1:] != self.observation_shape):
+                raise DatasetError(f"{self.root / s['file']}: array {k!r} has shape {v.shape}, "
+                                   "inconsistent with the manifest")
+        return out
+
+    def load(self, start: int = 0, stop: int | None = None,
+             keys: tuple[str, ...] = STEP_KEYS) -> dict[str, np.ndarray]:
+        """Transitions ``[start, stop)`` as a dict of arrays (see the module docstring)."""
+        stop = len(self) if stop is None else stop
+        if not 0 <= start <= stop <= len(self):
+            raise DatasetError(f"{self.root}: range [{start}, {stop}) outside 0..{len(self)}")
+        parts = []
+        for s in self.shards:
+            lo, hi = max(start, s["start"]), min(stop, s["stop"])
+            if lo < hi:
+                parts.append(self._read(s, slice(lo - s["start"], hi - s["start"]), keys))
+        if not parts:
+            return {k: np.empty((0,), np.int64) for k in keys}
+        return {k: np.concatenate([p[k] for p in parts]) for k in keys}
+
+    def get(self, indices: np.ndarray, keys: tuple[str, ...] = ("obs", "actions")) -> dict[str, np.ndarray]:
+        """Transitions at arbitrary ``indices`` (any order, repeats allowed), in that order."""
+        idx = np.asarray(indices, np.int64)
+        if idx.size and (idx.min() < 0 or idx.max() >= len(self)):
+            raise DatasetError(f"{self.root}: index outside 0..{len(self)}")
+        shard_of = np.searchsorted(self._starts, idx, side="right") - 1
+        out: dict[str, np.ndarray] = {}
+        for si in np.unique(shard_of):
+            s = self.shards[si]
+            mask = shard_of == si
+            uniq, inv = np.unique(idx[mask] - s["start"], return_inverse=True)
+            part = self._read(s, uniq, keys)
+            for k, v in part.items():
+                if k not in out:
+                    out[k] = np.empty((len(idx), *v.shape[1:]), v.dtype)
+                out[k][mask] = v[inv]
+        if not out:
+            return {k: np.empty((0,)) for k in keys}
+        return out
+
+    def iter_batches(self, batch_size: int = 1024,
+                     keys: tuple[str, ...] = STEP_KEYS) -> Iterator[dict[str, np.ndarray]]:
+        """Consecutive batches of transitions."""
+        for lo in range(0, len(self), batch_size):
+            yield self.load(lo, min(len(self), lo + batch_size), keys)
+
+    def episodes(self) -> Iterator[dict[str, Any]]:
+        """Every episode segment in order: ``observations`` (T+1, 64, 64, 3) incl. the last next
+        observation, ``actions``/``rewards``/``terminations``/``truncations``/``level_seed`` (T,),
+        ``episode_id`` (int) and ``cut`` (True when the segment ended without termination/truncation).
+        """
+        for s in self.shards:
+            with self._open(s) as f:
+                d = {k: read_h5_array(f, k) for k in (*STEP_KEYS, "final_obs")}
+            ids = d["episode_id"]
+            bounds = np.flatnonzero(np.diff(ids)) + 1
+            starts, stops = np.concatenate([[0], bounds]), np.concatenate([bounds, [len(ids)]])
+            if len(starts) != len(d["final_obs"]) or len(ids) != s["stop"] - s["start"]:
+                raise DatasetError(f"{self.root / s['file']}: episode boundaries inconsistent with final_obs")
+            for e, (lo, hi) in enumerate(zip(starts, stops)):
+                yield {
+                    "episode_id": int(ids[lo]),
+                    "observations": np.concatenate([d["obs"][lo:hi], d["final_obs"][e:e + 1]]),
+                    **{k: d[k][lo:hi] for k in ("actions", "rewards", "terminations", "truncations",
+                                                "level_seed")},
+                    "cut": not bool(d["terminations"][hi - 1] or d["truncations"][hi - 1]),
+                }
+
+
+# ---- Minari export ---------------------------------------------------------------------------
+
+@contextlib.contextmanager
+def _minari_root(root: str | Path | None) -> Iterator[None]:
+    """Point ``MINARI_DATASETS_PATH`` at ``root`` for the duration (restored afterwards)."""
+    if root is None:
+        yield
+        return
+    old = os.environ.get("MINARI_DATASETS_PATH")
+    os.environ["MINARI_DATASETS_PATH"] = str(Path(root).resolve())
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop("MINARI_DATASETS_PATH", None)
+        else:
+            os.environ["MINARI_DATASETS_PATH"] = old
+
+
+def import_minari():  # -> module
+    """Import minari or raise a one-line SimlabError saying how to install it."""
+    try:
+        import minari
+    except ImportError:
+        raise SimlabError("Minari export needs the 'minari' package: pip install minari") from None
+    return minari
+
+
+def export_minari(dataset_dir: str | Path, dataset_id: str, minari_root: str | Path | None = None,
+                  progress: bool = False) -> Path:
+    """Convert a transition dataset to a Minari dataset (Farama's offline-RL format); returns its path.
+
+    Every episode segment becomes one Minari episode (observations T+1,
+    actions T, ...; ``options={"level_seed": s}`` replays its level).
+    Segments cut by the end of a shard's rollout are stored with
+    ``truncations[-1] = True``, as Minari expects every episode to end. Images
+    are stored raw (``jpeg_encoding=False``: lossless). ``minari_root``
+    (default: ``$MINARI_DATASETS_PATH`` or ``~/.minari/datasets``) is a local
+    directory; nothing is downloaded.
+    """
+    minari = import_minari()
+    from gymnasium import spaces
+    from minari.data_collector import EpisodeBuffer
+    from tqdm import tqdm
+
+    ds = TransitionDataset(dataset_dir)
+    obs_space = spaces.Box(0, 255, ds.observation_shape, ds.observation_dtype)
+    act_space = spaces.Discrete(ds.n_actions)
+    cfg = ds.config
+
+    def buffers() -> Iterator[EpisodeBuffer]:
+        for ep in tqdm(ds.episodes(), total=ds.num_episodes, desc="export minari", unit="episode",
+                       disable=not progress, leave=False):
+            trunc = ep["truncations"].copy()
+            trunc[-1] |= ep["cut"]
+            yield EpisodeBuffer(observations=ep["observations"], actions=ep["actions"],
+                                rewards=ep["rewards"], terminations=ep["terminations"], truncations=trunc,
+                                options={"level_seed": int(ep["level_seed"][0])})
+
+    with _minari_root(minari_root):
+        from minari.storage.datasets_root_dir import get_dataset_path
+
+        path = Path(get_dataset_path(dataset_id))
+        if path.exists():
+            raise ConfigError(f"Minari dataset {dataset_id!r} already exists at {path}; choose another id")
+        chunk: list[EpisodeBuffer] = []
+        made = None
+        try:
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", category=UserWarning, module=r"minari(\.|$)")
+                for buf in buffers():
+                    chunk.append(buf)
+                    if len(chunk) == 256:
+                        made = _flush(minari, made, chunk, dataset_id, obs_space, act_space, cfg)
+                        chunk = []
+                if chunk or made is None:
+                    made = _flush(minari, made, chunk, dataset_id, obs_space, act_space, cfg)
+        except BaseException:
+            if path.exists():
+                import shutil
+
+                shutil.rmtree(path)
+            raise
+    return path
+
+
+def _env_spec(cfg: ProcgenCollectConfig) -> Any:
+    """Gymnasium EnvSpec of the dataset's env and level range (so Minari can recreate it)."""
+    import dataclasses
+
+    import gymnasium
+
+    import simlab  # noqa: F401  (registers the envs)
+
+    spec = gymnasium.spec(ENV_IDS[cfg.game])
+    return dataclasses.replace(spec, kwargs={**spec.kwargs, "num_levels": cfg.num_levels,
+                                             "start_level": cfg.start_level,
+                                             "distribution_mode": cfg.distribution_mode})
+
+
+def _flush(minari: Any, made: Any, chunk: list[Any], dataset_id: str, obs_space: Any, act_space: Any,
+           cfg: ProcgenCollectConfig) -> Any:
+    """Create the Minari dataset from the first chunk of episodes, then append later chunks."""
+    if made is None:
+        return minari.create_dataset_from_buffers(
+            dataset_id, chunk, env=_env_spec(cfg), observation_space=obs_space, action_space=act_space,
+            algorithm_name=f"simlab collect procgen (policy: {cfg.policy})", author="simlab",
+            description=(f"simlab {cfg.game} ({cfg.distribution_mode}, levels {cfg.levels}) transitions "
+                         f"from policy {cfg.policy}, seed {cfg.seed}; env {ENV_IDS[cfg.game]}"),
+            jpeg_encoding=False)
+    made.update_dataset_from_buffer(chunk)
+    return made
