@@ -175,3 +175,89 @@ def check_shards(root: str | os.PathLike[str], man: dict[str, Any], verify: bool
             raise DatasetError(f"{p}: size {size} B differs from the manifest's {s['bytes']} B (truncated?)")
         if verify and sha256_file(p) != s["sha256"]:
             raise DatasetError(f"{p}: checksum differs from the manifest (corrupt)")
+
+
+# ---- shared logic of sharded collectors ---------------------------------------------------
+CollectRecord = dict[str, Any]
+RECORD_FILE = "collect_config.json"
+
+
+def _flat(record: CollectRecord) -> dict[str, Any]:
+    """One level of nesting flattened (``config`` keys plus the other top-level entries)."""
+    out: dict[str, Any] = {}
+    for k, v in record.items():
+        if isinstance(v, dict):
+            out.update(v)
+        else:
+            out[k] = v
+    return out
+
+
+def claim_dataset_dir(root: str | os.PathLike[str], record: CollectRecord, resume: bool) -> None:
+    """Make ``root`` ready for a collection described by ``record`` (JSON-able).
+
+    A directory that already holds a dataset is refused unless ``resume``
+    (workers of one sharded collection pass ``resume=True``: sharing is not a
+    clash), and a resume must describe the same collection; the error names the
+    keys that differ. Then ``collect_config.json`` is written (atomically).
+    """
+    root = Path(root)
+    found = root.exists() and ((root / MANIFEST).exists() or any((root / SHARD_DIR).glob("shard-*.h5")))
+    if found:
+        if not resume:
+            raise ConfigError(f"{root} already holds a dataset; pass --resume to continue it or choose another --out")
+        rec_path = root / RECORD_FILE
+        if rec_path.exists():
+            try:
+                old = json.loads(rec_path.read_text())
+            except json.JSONDecodeError:
+                raise DatasetError(f"{rec_path}: not valid JSON") from None
+            if old != json.loads(json.dumps(record)):
+                a, b = _flat(old), _flat(json.loads(json.dumps(record)))
+                diff = sorted(k for k in a.keys() | b.keys() if a.get(k) != b.get(k))
+                raise ConfigError(f"{root} was collected with a different config ({', '.join(diff)} differ); "
+                                  "use the same arguments to resume or another --out")
+    root.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(root / RECORD_FILE, record)
+
+
+def shard_record(root: str | os.PathLike[str], j: int, start: int, stop: int,
+                 extra: Any = None) -> dict[str, Any]:
+    """Size/checksum record of finished shard ``j``, cached in a sidecar JSON next to it.
+
+    The sidecar is recomputed when missing or stale (a kill between the shard's
+    rename and the sidecar's write). ``extra(path) -> dict`` adds fields.
+    """
+    root = Path(root)
+    path = root / shard_name(j)
+    side = root / (shard_name(j)[:-3] + ".json")
+    size = path.stat().st_size
+    if side.exists():
+        try:
+            info = json.loads(side.read_text())
+            if info.get("bytes") == size:
+                return info
+        except json.JSONDecodeError:
+            pass
+    info = {"file": shard_name(j), "start": start, "stop": stop, **(extra(path) if extra else {}),
+            "bytes": size, "sha256": sha256_file(path)}
+    write_json_atomic(side, info)
+    return info
+
+
+def finalize_manifest(root: str | os.PathLike[str], num_shards: int, shard_range: Any,
+                      fields: dict[str, Any], extra: Any = None) -> bool:
+    """Write ``manifest.json`` once every shard exists; returns whether the dataset is complete.
+
+    ``shard_range(j) -> (start, stop)``; ``fields`` are the collector's own
+    manifest entries (kind, config, counts...); ``format_version``, ``shards``
+    and ``bytes`` are added here.
+    """
+    root = Path(root)
+    if not all((root / shard_name(j)).exists() for j in range(num_shards)):
+        return False
+    shards = [shard_record(root, j, *shard_range(j), extra=extra) for j in range(num_shards)]
+    man = {"format_version": FORMAT_VERSION, **fields, "shards": shards,
+           "bytes": int(sum(s["bytes"] for s in shards))}
+    write_json_atomic(root / MANIFEST, man)
+    return True

@@ -11,7 +11,6 @@ GB of states instead of terabytes of pixels.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
@@ -25,13 +24,14 @@ from simlab.data import (
     FORMAT_VERSION,
     MANIFEST,
     check_shards,
+    claim_dataset_dir,
+    finalize_manifest,
     open_h5,
     read_h5_array,
     read_manifest,
-    sha256_file,
     shard_name,
+    shard_record,
     write_h5_shard,
-    write_json_atomic,
 )
 from simlab.envs.collision2d.physics import COND_FRAMES, FRAME_DT, NUM_FRAMES, WORLD_SIZE
 from simlab.envs.collision2d.render import render_balls
@@ -174,52 +174,9 @@ def _shard_arrays(cfg: CollectConfig, start: int, stop: int, batch: int,
     return arrays
 
 
-def _sidecar(root: Path, j: int) -> Path:
-    return root / (shard_name(j)[:-3] + ".json")
-
-
-def _shard_info(root: Path, j: int, cfg: CollectConfig) -> dict[str, Any]:
-    """Size/checksum record of an existing shard (from its sidecar, recomputed if missing)."""
-    path = root / shard_name(j)
-    side = _sidecar(root, j)
-    size = path.stat().st_size
-    if side.exists():
-        try:
-            info = json.loads(side.read_text())
-            if info.get("bytes") == size:
-                return info
-        except json.JSONDecodeError:
-            pass
+def _shard_range(cfg: CollectConfig, j: int) -> tuple[int, int]:
     start = j * cfg.videos_per_shard
-    info = {"file": shard_name(j), "start": start, "stop": min(cfg.total, start + cfg.videos_per_shard),
-            "bytes": size, "sha256": sha256_file(path)}
-    write_json_atomic(side, info)
-    return info
-
-
-def _config_dict(cfg: CollectConfig) -> dict[str, Any]:
-    return asdict(cfg)
-
-
-def _check_existing(root: Path, cfg: CollectConfig, resume: bool) -> None:
-    """Refuse to mix datasets: an existing directory must hold the same config, and needs --resume."""
-    existing = [root / MANIFEST, *sorted((root / "shards").glob("shard-*.h5"))] if root.exists() else []
-    existing = [p for p in existing if p.exists()]
-    if not existing:
-        return
-    if not resume:
-        raise ConfigError(f"{root} already holds a dataset; pass --resume to continue it or choose another --out")
-    cfg_path = root / "collect_config.json"
-    if cfg_path.exists():
-        try:
-            old = json.loads(cfg_path.read_text())
-        except json.JSONDecodeError:
-            raise DatasetError(f"{cfg_path}: not valid JSON") from None
-        if old != _config_dict(cfg):
-            diff = sorted(k for k in old.keys() | _config_dict(cfg).keys()
-                          if old.get(k) != _config_dict(cfg).get(k))
-            raise ConfigError(f"{root} was collected with a different config ({', '.join(diff)} differ); "
-                              "use the same arguments to resume or another --out")
+    return start, min(cfg.total, start + cfg.videos_per_shard)
 
 
 def collect(cfg: CollectConfig, out: str | Path, shard: tuple[int, int] = (0, 1),
@@ -235,33 +192,26 @@ def collect(cfg: CollectConfig, out: str | Path, shard: tuple[int, int] = (0, 1)
 
     root = Path(out)
     i, n = shard
-    # Workers of one sharded collection share the directory: that is not a clash.
-    _check_existing(root, cfg, resume or n > 1)
-    root.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(root / "collect_config.json", _config_dict(cfg))
+    claim_dataset_dir(root, asdict(cfg), resume or n > 1)
     todo = [j for j in range(cfg.num_shards()) if j % n == i]
     res = CollectResult(out=str(root))
     t0 = time.perf_counter()
-    attrs = {"format_version": FORMAT_VERSION, "kind": KIND, "config": _config_dict(cfg)}
+    attrs = {"format_version": FORMAT_VERSION, "kind": KIND, "config": asdict(cfg)}
     buf: np.ndarray | None = None
     with tqdm(total=sum(min(cfg.total, (j + 1) * cfg.videos_per_shard) - j * cfg.videos_per_shard for j in todo),
               desc=f"collect {cfg.scenario}/{cfg.split}", unit="video", disable=progress is False,
               leave=False, dynamic_ncols=True) as bar:
         for j in todo:
-            start = j * cfg.videos_per_shard
-            stop = min(cfg.total, start + cfg.videos_per_shard)
+            start, stop = _shard_range(cfg, j)
             path = root / shard_name(j)
             if path.exists():
-                _shard_info(root, j, cfg)
                 res.skipped.append(j)
-                bar.update(stop - start)
-                continue
-            arrays = _shard_arrays(cfg, start, stop, batch, buf)
-            write_h5_shard(path, arrays, {**attrs, "start": start, "stop": stop},
-                           compress={"frames"})
-            _shard_info(root, j, cfg)
-            res.written.append(j)
-            res.videos_written += stop - start
+            else:
+                arrays = _shard_arrays(cfg, start, stop, batch, buf)
+                write_h5_shard(path, arrays, {**attrs, "start": start, "stop": stop}, compress={"frames"})
+                res.written.append(j)
+                res.videos_written += stop - start
+            shard_record(root, j, start, stop)
             bar.update(stop - start)
     res.seconds = time.perf_counter() - t0
     res.complete = finalize(root, cfg)
@@ -270,14 +220,10 @@ def collect(cfg: CollectConfig, out: str | Path, shard: tuple[int, int] = (0, 1)
 
 def finalize(root: Path, cfg: CollectConfig) -> bool:
     """Write ``manifest.json`` if every shard exists; returns whether the dataset is complete."""
-    if not all((root / shard_name(j)).exists() for j in range(cfg.num_shards())):
-        return False
-    shards = [_shard_info(root, j, cfg) for j in range(cfg.num_shards())]
-    man = {
-        "format_version": FORMAT_VERSION,
+    return finalize_manifest(root, cfg.num_shards(), lambda j: _shard_range(cfg, j), {
         "kind": KIND,
         "simlab_version": __version__,
-        "config": _config_dict(cfg),
+        "config": asdict(cfg),
         "count": cfg.total,
         "num_balls": _scenario_balls(cfg.scenario),
         "frames": NUM_FRAMES,
@@ -285,11 +231,7 @@ def finalize(root: Path, cfg: CollectConfig) -> bool:
         "frame_dt": FRAME_DT,
         "world_size": WORLD_SIZE,
         "seed_range": [cfg.seed, cfg.seed],
-        "shards": shards,
-        "bytes": int(sum(s["bytes"] for s in shards)),
-    }
-    write_json_atomic(root / MANIFEST, man)
-    return True
+    })
 
 
 class VideoDataset:

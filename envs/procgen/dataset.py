@@ -48,14 +48,17 @@ from simlab import __version__
 from simlab.data import (
     FORMAT_VERSION,
     MANIFEST,
+    RECORD_FILE,
     check_shards,
+    claim_dataset_dir,
+    finalize_manifest,
     open_h5,
     read_h5_array,
     read_manifest,
     sha256_file,
     shard_name,
+    shard_record,
     write_h5_shard,
-    write_json_atomic,
 )
 from simlab.envs.procgen.base import (
     ACTION_DX,
@@ -315,55 +318,15 @@ def rollout_shard(cfg: ProcgenCollectConfig, j: int) -> dict[str, np.ndarray]:
     return arrays
 
 
-def _sidecar(root: Path, j: int) -> Path:
-    return root / (shard_name(j)[:-3] + ".json")
-
-
-def _shard_info(root: Path, j: int, cfg: ProcgenCollectConfig) -> dict[str, Any]:
-    """Size/checksum/episode record of an existing shard (from its sidecar, recomputed if stale)."""
-    path = root / shard_name(j)
-    side = _sidecar(root, j)
-    size = path.stat().st_size
-    if side.exists():
-        try:
-            info = json.loads(side.read_text())
-            if info.get("bytes") == size:
-                return info
-        except json.JSONDecodeError:
-            pass
-    start, stop = cfg.shard_range(j)
+def _episodes_in(path: Path) -> dict[str, int]:
+    """Extra shard-record field: episode segments in the shard."""
     with open_h5(path) as f:
-        episodes = int(f["final_obs"].shape[0]) if "final_obs" in f else 0
-    info = {"file": shard_name(j), "start": start, "stop": stop, "episodes": episodes,
-            "bytes": size, "sha256": sha256_file(path)}
-    write_json_atomic(side, info)
-    return info
+        return {"episodes": int(f["final_obs"].shape[0]) if "final_obs" in f else 0}
 
 
 def _collect_record(cfg: ProcgenCollectConfig) -> dict[str, Any]:
     """What must match for two runs to write the same dataset (config + behaviour-policy weights)."""
     return {"config": asdict(cfg), "policy_sha256": _policy_fingerprint(cfg)}
-
-
-def _check_existing(root: Path, record: dict[str, Any], resume: bool) -> None:
-    """Refuse to mix datasets: an existing directory must hold the same config, and needs resume."""
-    existing = [root / MANIFEST, *sorted((root / "shards").glob("shard-*.h5"))] if root.exists() else []
-    if not any(p.exists() for p in existing):
-        return
-    if not resume:
-        raise ConfigError(f"{root} already holds a dataset; pass --resume to continue it or choose another --out")
-    rec_path = root / "collect_config.json"
-    if rec_path.exists():
-        try:
-            old = json.loads(rec_path.read_text())
-        except json.JSONDecodeError:
-            raise DatasetError(f"{rec_path}: not valid JSON") from None
-        if old != record:
-            a = {**old.get("config", {}), "policy weights": old.get("policy_sha256")}
-            b = {**record["config"], "policy weights": record["policy_sha256"]}
-            diff = sorted(k for k in a.keys() | b.keys() if a.get(k) != b.get(k))
-            raise ConfigError(f"{root} was collected with a different config ({', '.join(diff)} differ); "
-                              "use the same arguments to resume or another --out")
 
 
 def collect_procgen(cfg: ProcgenCollectConfig, out: str | Path, shard: tuple[int, int] = (0, 1),
@@ -382,10 +345,7 @@ def collect_procgen(cfg: ProcgenCollectConfig, out: str | Path, shard: tuple[int
     i, n = shard
     if n < 1 or not 0 <= i < n:
         raise ConfigError(f"shard {i}/{n}: need 0 <= i < n and n >= 1")
-    record = _collect_record(cfg)
-    _check_existing(root, record, resume or n > 1)
-    root.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(root / "collect_config.json", record)
+    claim_dataset_dir(root, _collect_record(cfg), resume or n > 1)
     todo = [j for j in range(cfg.num_shards()) if j % n == i]
     res = ProcgenCollectResult(out=str(root))
     t0 = time.perf_counter()
@@ -404,7 +364,7 @@ def collect_procgen(cfg: ProcgenCollectConfig, out: str | Path, shard: tuple[int
                 res.transitions_written += stop - start
             else:
                 res.skipped.append(j)
-            _shard_info(root, j, cfg)
+            shard_record(root, j, start, stop, extra=_episodes_in)
             bar.update(stop - start)
     res.seconds = time.perf_counter() - t0
     res.complete = finalize(root, cfg)
@@ -416,26 +376,23 @@ def finalize(root: str | Path, cfg: ProcgenCollectConfig) -> bool:
     root = Path(root)
     if not all((root / shard_name(j)).exists() for j in range(cfg.num_shards())):
         return False
-    shards = [_shard_info(root, j, cfg) for j in range(cfg.num_shards())]
-    man = {
-        "format_version": FORMAT_VERSION,
+    episodes = sum(shard_record(root, j, *cfg.shard_range(j), extra=_episodes_in)["episodes"]
+                   for j in range(cfg.num_shards()))
+    rec = json.loads((root / RECORD_FILE).read_text())
+    return finalize_manifest(root, cfg.num_shards(), cfg.shard_range, {
         "kind": KIND,
         "simlab_version": __version__,
         "config": asdict(cfg),
-        "policy_sha256": json.loads((root / "collect_config.json").read_text())["policy_sha256"],
+        "policy_sha256": rec["policy_sha256"],
         "env_id": ENV_IDS[cfg.game],
         "count": cfg.transitions,
-        "episodes": int(sum(s["episodes"] for s in shards)),
+        "episodes": int(episodes),
         "observation_shape": list(OBS_SHAPE),
         "observation_dtype": "uint8",
         "n_actions": NUM_ACTIONS,
         "start_level": cfg.start_level,
         "num_levels": cfg.num_levels,
-        "shards": shards,
-        "bytes": int(sum(s["bytes"] for s in shards)),
-    }
-    write_json_atomic(root / MANIFEST, man)
-    return True
+    }, extra=_episodes_in)
 
 
 # ---- reading --------------------------------------------------------------------------------
