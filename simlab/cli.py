@@ -103,7 +103,7 @@ def collect_collision2d(
     summary = {
         "out": str(out), "videos": cfg.total, "shards_written": len(res.written),
         "shards_skipped": len(res.skipped), "complete": res.complete, "seconds": round(res.seconds, 3),
-        "videos_per_second": round(res.videos_written / res.seconds, 1) if res.seconds > 0 and res.videos_written else None,
+        "videos_per_second": round(res.items_written / res.seconds, 1) if res.seconds > 0 and res.items_written else None,
     }
     if as_json:
         _print_json(summary)

@@ -22,6 +22,7 @@ import hashlib
 import json
 import os
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -178,6 +179,22 @@ def check_shards(root: str | os.PathLike[str], man: dict[str, Any], verify: bool
 
 
 # ---- shared logic of sharded collectors ---------------------------------------------------
+@dataclass
+class CollectResult:
+    """What one collection run (one worker) did."""
+
+    out: str
+    written: list[int] = field(default_factory=list)
+    """Shards this run wrote."""
+    skipped: list[int] = field(default_factory=list)
+    """Shards already present (resume) and skipped."""
+    complete: bool = False
+    """Every shard of the dataset exists and the manifest is written."""
+    seconds: float = 0.0
+    items_written: int = 0
+    """Videos or transitions written by this run."""
+
+
 CollectRecord = dict[str, Any]
 RECORD_FILE = "collect_config.json"
 

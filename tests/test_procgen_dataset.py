@@ -38,7 +38,7 @@ def _tree_bytes(root: Path) -> dict[str, bytes]:
 def unbroken(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("pg") / "a"
     res = collect_procgen(CFG, out, progress=False)
-    assert res.complete and res.written == [0, 1, 2] and res.transitions_written == 90
+    assert res.complete and res.written == [0, 1, 2] and res.items_written == 90
     return out
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +23,7 @@ from simlab import __version__
 from simlab.data import (
     FORMAT_VERSION,
     MANIFEST,
+    CollectResult,
     check_shards,
     claim_dataset_dir,
     finalize_manifest,
@@ -146,18 +147,6 @@ class CollectConfig:
         return -(-self.total // self.videos_per_shard)
 
 
-@dataclass
-class CollectResult:
-    """What a collection run did."""
-
-    out: str
-    written: list[int] = field(default_factory=list)
-    skipped: list[int] = field(default_factory=list)
-    complete: bool = False
-    seconds: float = 0.0
-    videos_written: int = 0
-
-
 def _shard_arrays(cfg: CollectConfig, start: int, stop: int, batch: int,
                   buf: np.ndarray | None) -> dict[str, np.ndarray]:
     arrays = _generate(cfg, start, stop)
@@ -210,7 +199,7 @@ def collect(cfg: CollectConfig, out: str | Path, shard: tuple[int, int] = (0, 1)
                 arrays = _shard_arrays(cfg, start, stop, batch, buf)
                 write_h5_shard(path, arrays, {**attrs, "start": start, "stop": stop}, compress={"frames"})
                 res.written.append(j)
-                res.videos_written += stop - start
+                res.items_written += stop - start
             shard_record(root, j, start, stop)
             bar.update(stop - start)
     res.seconds = time.perf_counter() - t0

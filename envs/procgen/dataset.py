@@ -38,7 +38,7 @@ import time
 import warnings
 from collections import deque
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +49,7 @@ from simlab.data import (
     FORMAT_VERSION,
     MANIFEST,
     RECORD_FILE,
+    CollectResult,
     check_shards,
     claim_dataset_dir,
     finalize_manifest,
@@ -168,18 +169,6 @@ class ProcgenCollectConfig:
         rand_seed = int(np.random.SeedSequence([self.seed, j, 0]).generate_state(1)[0])
         return ProcgenOptions(num_levels=self.num_levels, start_level=self.start_level,
                               distribution_mode=self.distribution_mode, rand_seed=rand_seed)
-
-
-@dataclass
-class ProcgenCollectResult:
-    """What a collection run did."""
-
-    out: str
-    written: list[int] = field(default_factory=list)
-    skipped: list[int] = field(default_factory=list)
-    complete: bool = False
-    seconds: float = 0.0
-    transitions_written: int = 0
 
 
 # ---- behaviour policies -----------------------------------------------------------------
@@ -330,7 +319,7 @@ def _collect_record(cfg: ProcgenCollectConfig) -> dict[str, Any]:
 
 
 def collect_procgen(cfg: ProcgenCollectConfig, out: str | Path, shard: tuple[int, int] = (0, 1),
-                    resume: bool = False, progress: bool = True) -> ProcgenCollectResult:
+                    resume: bool = False, progress: bool = True) -> CollectResult:
     """Roll out ``cfg.policy`` and write shards ``j`` with ``j % n == i`` for ``shard=(i, n)``.
 
     Writes ``collect_config.json`` first, each shard atomically (plus a small
@@ -347,7 +336,7 @@ def collect_procgen(cfg: ProcgenCollectConfig, out: str | Path, shard: tuple[int
         raise ConfigError(f"shard {i}/{n}: need 0 <= i < n and n >= 1")
     claim_dataset_dir(root, _collect_record(cfg), resume or n > 1)
     todo = [j for j in range(cfg.num_shards()) if j % n == i]
-    res = ProcgenCollectResult(out=str(root))
+    res = CollectResult(out=str(root))
     t0 = time.perf_counter()
     attrs = {"format_version": FORMAT_VERSION, "kind": KIND, "config": asdict(cfg)}
     total = sum(cfg.shard_range(j)[1] - cfg.shard_range(j)[0] for j in todo)
@@ -361,7 +350,7 @@ def collect_procgen(cfg: ProcgenCollectConfig, out: str | Path, shard: tuple[int
                 write_h5_shard(path, arrays, {**attrs, "shard": j, "start": start, "stop": stop},
                                compress={"obs", "final_obs"})
                 res.written.append(j)
-                res.transitions_written += stop - start
+                res.items_written += stop - start
             else:
                 res.skipped.append(j)
             shard_record(root, j, start, stop, extra=_episodes_in)
