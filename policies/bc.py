@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 
 from simlab.config import to_dict
-from simlab.data import atomic_path, sha256_file, write_json_atomic
+from simlab.data import sha256_file, write_json_atomic
 from simlab.errors import CheckpointError, ConfigError, DatasetError
 from simlab.runs import RunDir
 
@@ -301,13 +301,6 @@ def load_checkpoint(path: Path, model: Any, opt: Any) -> dict[str, Any]:
     return state
 
 
-def _truncate_metrics(run: RunDir, step: int) -> None:
-    """Drop metric records a killed run logged after its last checkpoint (they are redone)."""
-    keep = [r for r in run.metrics() if int(r.get("step", 0)) <= step]
-    with atomic_path(run.path / "metrics.jsonl") as tmp:
-        tmp.write_text("".join(json.dumps(r) + "\n" for r in keep))
-
-
 # ---- training ---------------------------------------------------------------------------------
 
 def resolve_device(name: str) -> Any:
@@ -405,9 +398,9 @@ def train_bc(cfg: BCConfig, out: str | Path, resume: bool = False, progress: boo
         if state.get("data_fingerprint") != data.fingerprint:
             raise CheckpointError(f"{ckpt}: the checkpoint was trained on different data than {data.source}")
         start = int(state["step"])
-        _truncate_metrics(run, start)
+        run.truncate_metrics(start)
     elif resume:
-        _truncate_metrics(run, 0)
+        run.truncate_metrics(0)
 
     model.train()
     t0 = time.perf_counter()

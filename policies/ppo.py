@@ -43,7 +43,7 @@ from stable_baselines3.common.logger import KVWriter, Logger
 from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 
 from simlab.config import from_dict, load_preset, load_yaml, parse_override, save_yaml, to_dict
-from simlab.data import atomic_path, write_json_atomic
+from simlab.data import write_json_atomic
 from simlab.errors import CheckpointError, ConfigError
 from simlab.policies.evaluate import procgen_game
 from simlab.policies.networks import ImpalaCNN
@@ -313,16 +313,6 @@ def policy_meta(model: PPO, cfg: PPOConfig) -> dict[str, Any]:
             "train_config": to_dict(cfg)}
 
 
-def _trim_metrics(run: RunDir, step: int) -> None:
-    """Drop metric records past ``step`` (logged after the checkpoint a resumed run restarts from)."""
-    p = run.path / "metrics.jsonl"
-    if not p.exists():
-        return
-    keep = [json.dumps(r) for r in run.metrics() if int(r.get("step", 0)) <= step]
-    with atomic_path(p) as tmp:
-        tmp.write_text("".join(line + "\n" for line in keep))
-
-
 def _accept_budget_change(out: Path, cfg: PPOConfig) -> None:
     """On resume, allow :data:`RESUMABLE_CHANGES` (e.g. a larger total_timesteps) by updating config.yaml."""
     p = out / "config.yaml"
@@ -449,10 +439,10 @@ def train_ppo(cfg: PPOConfig, out: Path | str, resume: bool = False, progress: b
             msg = str(e).splitlines()[0] if str(e) else type(e).__name__
             raise CheckpointError(f"{latest / SB3_ZIP}: cannot resume from this checkpoint ({msg})") from None
         model.set_random_seed(cfg.seed + int(model.num_timesteps))  # fresh level streams after resuming
-        _trim_metrics(run, int(model.num_timesteps))
+        run.truncate_metrics(int(model.num_timesteps))
     else:
         if resume:
-            _trim_metrics(run, 0)
+            run.truncate_metrics(0)
         model = PPO(
             "CnnPolicy", venv, learning_rate=cfg.lr, n_steps=cfg.n_steps, batch_size=cfg.batch_size,
             n_epochs=cfg.n_epochs, gamma=cfg.gamma, gae_lambda=cfg.gae_lambda, clip_range=cfg.clip,

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from simlab.config import load_yaml, save_yaml, to_dict
-from simlab.data import write_json_atomic
+from simlab.data import atomic_path, write_json_atomic
 from simlab.errors import ConfigError
 
 T = TypeVar("T")
@@ -80,6 +80,15 @@ class RunDir:
             except json.JSONDecodeError:
                 continue
         return out
+
+    def truncate_metrics(self, step: int) -> None:
+        """Drop records past ``step``: what a killed run logged after the checkpoint it resumes from."""
+        p = self.path / "metrics.jsonl"
+        if not p.exists():
+            return
+        keep = [r for r in self.metrics() if int(r.get("step", 0)) <= step]
+        with atomic_path(p) as tmp:
+            tmp.write_text("".join(json.dumps(r) + "\n" for r in keep))
 
     # ---- stages -----------------------------------------------------------------
     def stage_done(self, name: str) -> dict[str, Any] | None:
