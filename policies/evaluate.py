@@ -181,14 +181,12 @@ def evaluate(policy: Actor, env_id: str, splits: list[str] | tuple[str, ...], ep
     Raises:
         ConfigError: unknown env id or split, or ``episodes`` / ``num_envs`` < 1.
     """
-    from simlab.envs.procgen.base import standard_splits
+    from simlab.envs.procgen.base import check_split_name
 
     game = procgen_game(env_id)
-    known = standard_splits()
     splits = list(splits)
-    bad = [s for s in splits if s not in known]
-    if bad:
-        raise ConfigError(f"unknown split {bad[0]!r}; choose among {', '.join(known)}")
+    for s in splits:
+        check_split_name(s)
     if not splits:
         raise ConfigError("evaluate needs at least one split")
     if episodes < 1:

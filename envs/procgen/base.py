@@ -125,11 +125,56 @@ class ProcgenOptions:
             raise ConfigError(f"visual_split must be vis_train or vis_test, got {self.visual_split!r}")
 
 
+def parse_levels(text: str) -> tuple[int, int]:
+    """``"a:b"`` -> ``(start_level=a, num_levels=b - a)``; ``"a:"`` -> unlimited levels from ``a`` (0).
+
+    ConfigError for a malformed range, a negative start or an empty/negative range.
+    """
+    parts = str(text).split(":")
+    try:
+        if len(parts) != 2:
+            raise ValueError
+        start = int(parts[0])
+        stop = None if parts[1].strip() == "" else int(parts[1])
+    except ValueError:
+        raise ConfigError(f"levels must look like a:b (levels a..b-1) or a: (unlimited from a), "
+                          f"got {text!r}") from None
+    if start < 0:
+        raise ConfigError(f"levels {text!r}: the first level must be >= 0")
+    if stop is None:
+        return start, 0
+    if stop - start < 0:
+        raise ConfigError(f"levels {text!r}: num_levels = {stop - start} < 0 (need a <= b)")
+    if stop == start:
+        raise ConfigError(f"levels {text!r} is empty; use {start}: for unlimited levels from {start}")
+    return start, stop - start
+
+
+def level_range_split(text: str) -> tuple[int, int] | None:
+    """``"levels:a:b"`` -> ``(a, b - a)`` (``"levels:a:"`` -> ``(a, 0)``, unlimited); None for other names."""
+    if not text.startswith("levels:"):
+        return None
+    return parse_levels(text[len("levels:"):])
+
+
+def check_split_name(split: str) -> None:
+    """ConfigError unless ``split`` is a standard split or an explicit ``levels:a:b`` range."""
+    if level_range_split(split) is None and split not in standard_splits():
+        raise ConfigError(f"unknown split {split!r}; choose one of {', '.join(standard_splits())} "
+                          "or levels:a:b")
+
+
 def options_for_split(split: str, **kw: Any) -> ProcgenOptions:
-    """ProcgenOptions that realise a named standard split (``train``, ``test``, ``hard``...)."""
+    """ProcgenOptions that realise a named standard split (``train``, ``test``, ``hard``...).
+
+    ``levels:a:b`` names an explicit range of level seeds [a, b) (e.g. the 10
+    levels a small dataset was collected on).
+    """
+    rng = level_range_split(split)
+    if rng is not None:
+        return ProcgenOptions(start_level=rng[0], num_levels=rng[1], **kw)
+    check_split_name(split)
     splits = standard_splits()
-    if split not in splits:
-        raise ConfigError(f"unknown split {split!r}; choose one of {', '.join(splits)}")
     s = splits[split]
     start, count = s.seeds or (0, 0)
     mode = "hard" if split == "hard" else kw.pop("distribution_mode", "easy")

@@ -68,6 +68,7 @@ from simlab.envs.procgen.base import (
     NUM_ACTIONS,
     OBS_SIZE,
     ProcgenOptions,
+    parse_levels,
 )
 from simlab.envs.procgen.vec import GAMES, ProcgenVecEnv
 from simlab.errors import ConfigError, DatasetError, SimlabError
@@ -81,31 +82,6 @@ SCRIPTED_POLICIES = ("random", "oracle")
 ENV_IDS = {s.kwargs["game"]: s.id for s in ENV_SPECS
            if s.vector_entry_point == "simlab.envs.procgen.vec:ProcgenVecEnv"}
 """Registered single-env id of each game (the env a dataset's policies are evaluated in)."""
-
-
-def parse_levels(text: str) -> tuple[int, int]:
-    """``"a:b"`` -> ``(start_level=a, num_levels=b - a)``; ``"a:"`` -> unlimited levels from ``a`` (0).
-
-    ConfigError for a malformed range, a negative start or an empty/negative range.
-    """
-    parts = str(text).split(":")
-    try:
-        if len(parts) != 2:
-            raise ValueError
-        start = int(parts[0])
-        stop = None if parts[1].strip() == "" else int(parts[1])
-    except ValueError:
-        raise ConfigError(f"levels must look like a:b (levels a..b-1) or a: (unlimited from a), "
-                          f"got {text!r}") from None
-    if start < 0:
-        raise ConfigError(f"levels {text!r}: the first level must be >= 0")
-    if stop is None:
-        return start, 0
-    if stop - start < 0:
-        raise ConfigError(f"levels {text!r}: num_levels = {stop - start} < 0 (need a <= b)")
-    if stop == start:
-        raise ConfigError(f"levels {text!r} is empty; use {start}: for unlimited levels from {start}")
-    return start, stop - start
 
 
 @dataclass(frozen=True)
