@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gymnasium
 import numpy as np
 import pytest
 
@@ -22,7 +21,7 @@ from simlab.envs.procgen.bigfish import (
     level_params,
     spawns,
 )
-from simlab.envs.procgen.vec import ProcgenEnv, ProcgenVecEnv
+from simlab.envs.procgen.vec import ProcgenEnv
 
 EASY, HARD = ProcgenOptions(), ProcgenOptions(distribution_mode="hard")
 
@@ -318,39 +317,3 @@ def test_batch_equals_independent_single_engines() -> None:
 
 
 # ---- wrappers ------------------------------------------------------------------------------------
-
-def test_slot_zero_equals_single_env_trajectory() -> None:
-    vec = ProcgenVecEnv("bigfish", 8, num_levels=50)
-    single = ProcgenEnv("bigfish", num_levels=50)
-    vo, vi = vec.reset(seed=3)
-    so, si = single.reset(seed=3)
-    assert np.array_equal(vo[0], so) and vi["level_seed"][0] == si["level_seed"]
-    rng = np.random.default_rng(0)
-    ends = 0
-    for _ in range(600):  # crosses episode boundaries (random play gets eaten)
-        a = rng.integers(0, 15, 8)
-        vo, vr, vt, vtr, vinf = vec.step(a)
-        so, sr, st, strunc, _ = single.step(int(a[0]))
-        assert vr[0] == sr and vt[0] == st and vtr[0] == strunc
-        if st or strunc:
-            ends += 1
-            assert np.array_equal(vinf["final_obs"][0], so)
-            so, _ = single.reset()
-        assert np.array_equal(vo[0], so)
-    assert ends >= 2
-
-
-def test_gymnasium_registration_and_checkers() -> None:
-    from gymnasium.utils.env_checker import check_env
-    from stable_baselines3.common.env_checker import check_env as sb3_check
-
-    env = gymnasium.make("simlab/BigFish-v0")
-    assert env.spec.max_episode_steps == 1000
-    check_env(env.unwrapped)
-    sb3_check(env.unwrapped)
-    vec = gymnasium.make_vec("simlab/BigFish-v0", num_envs=4, vectorization_mode="vector_entry_point")
-    obs, _ = vec.reset(seed=0)
-    assert obs.shape == (4, 64, 64, 3) and obs.dtype == np.uint8
-    obs, rew, term, trunc, _ = vec.step(np.array([0, 4, 8, 14]))
-    assert term.shape == trunc.shape == (4,)
-    assert rew.dtype == np.float32 and obs.shape == (4, 64, 64, 3)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from itertools import pairwise
 
-import gymnasium
 import numpy as np
 import pytest
 
@@ -29,7 +28,7 @@ from simlab.envs.procgen.coinrun import (
     advance,
     generate_level,
 )
-from simlab.envs.procgen.vec import ProcgenEnv, ProcgenVecEnv
+from simlab.envs.procgen.vec import ProcgenEnv
 
 RIGHT_UP, RIGHT, UP, NOOP, LEFT = 8, 7, 5, 4, 1
 SOLVER_ACTIONS = np.array([RIGHT_UP, RIGHT, UP, NOOP, LEFT])
@@ -178,40 +177,6 @@ def test_hard_differs_from_easy() -> None:
     assert hazards_per_tile(hard) > 1.5 * hazards_per_tile(easy)
     assert {int(v) for e in easy for v in e.enemies[:, 3]} == {1}
     assert {int(v) for h in hard for v in h.enemies[:, 3]} == {2}
-
-
-def test_slot_zero_equals_single_env_trajectory() -> None:
-    vec = ProcgenVecEnv("coinrun", 8, num_levels=50)
-    single = ProcgenEnv("coinrun", num_levels=50)
-    vo, vi = vec.reset(seed=3)
-    so, si = single.reset(seed=3)
-    assert np.array_equal(vo[0], so) and vi["level_seed"][0] == si["level_seed"]
-    rng = np.random.default_rng(0)
-    ends = 0
-    for _ in range(600):  # crosses episode boundaries (falls, hazards)
-        a = rng.choice([RIGHT_UP, RIGHT, RIGHT, UP, NOOP, LEFT, 0, 3, 6, 12], 8)
-        vo, vr, vt, vtr, vinf = vec.step(a)
-        so, sr, st, strunc, _ = single.step(int(a[0]))
-        assert vr[0] == sr and vt[0] == st and vtr[0] == strunc
-        if st or strunc:
-            ends += 1
-            assert np.array_equal(vinf["final_obs"][0], so)
-            so, _ = single.reset()
-        assert np.array_equal(vo[0], so)
-    assert ends >= 3
-
-
-def test_gymnasium_registration_and_checkers() -> None:
-    from gymnasium.utils.env_checker import check_env
-    from stable_baselines3.common.env_checker import check_env as sb3_check
-
-    env = gymnasium.make("simlab/CoinRun-v0")
-    assert env.spec.max_episode_steps == 1000
-    check_env(env.unwrapped)
-    sb3_check(env.unwrapped)
-    vec = gymnasium.make_vec("simlab/CoinRun-v0", num_envs=4, vectorization_mode="vector_entry_point")
-    obs, _ = vec.reset(seed=0)
-    assert obs.shape == (4, 64, 64, 3) and obs.dtype == np.uint8
 
 
 @pytest.mark.parametrize("hard", [False, True])

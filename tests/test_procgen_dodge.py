@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gymnasium
 import numpy as np
 import pytest
 
@@ -259,27 +258,6 @@ def test_capacity_is_never_exceeded() -> None:
         assert most < k and g.alive.shape[1] == k
 
 
-def test_slot_zero_equals_single_env_trajectory() -> None:
-    vec = ProcgenVecEnv("dodge", 8, num_levels=50)
-    single = ProcgenEnv("dodge", num_levels=50)
-    vo, vi = vec.reset(seed=3)
-    so, si = single.reset(seed=3)
-    assert np.array_equal(vo[0], so) and vi["level_seed"][0] == si["level_seed"]
-    rng = np.random.default_rng(0)
-    ends = 0
-    for _ in range(900):  # crosses several episode ends
-        a = rng.integers(0, 15, 8)
-        vo, vr, vt, vtr, vinf = vec.step(a)
-        so, sr, st, strunc, _ = single.step(int(a[0]))
-        assert vr[0] == sr and vt[0] == st and vtr[0] == strunc
-        if st or strunc:
-            ends += 1
-            assert np.array_equal(vinf["final_obs"][0], so)
-            so, _ = single.reset()
-        assert np.array_equal(vo[0], so)
-    assert ends >= 2
-
-
 def test_rendering() -> None:
     env = ProcgenEnv("dodge", use_backgrounds=False)
     obs, _ = env.reset(options={"level_seed": 0})
@@ -300,18 +278,3 @@ def test_rendering() -> None:
     assert (ball[1:3, 1:3] == D.CORE_COLOR).all() and (ball[0] == g.hazard[0]).all()
     big = env.game.render_large(0)
     assert big.shape == (512, 512, 3)
-
-
-def test_gymnasium_registration_and_checkers() -> None:
-    from gymnasium.utils.env_checker import check_env
-    from stable_baselines3.common.env_checker import check_env as sb3_check
-
-    env = gymnasium.make("simlab/Dodge-v0")
-    assert env.spec.max_episode_steps == 1000
-    check_env(env.unwrapped)
-    sb3_check(env.unwrapped)
-    vec = gymnasium.make_vec("simlab/Dodge-v0", num_envs=4, vectorization_mode="vector_entry_point")
-    obs, _ = vec.reset(seed=0)
-    assert obs.shape == (4, 64, 64, 3) and obs.dtype == np.uint8
-    obs, rew, *_ = vec.step(np.array([1, 4, 7, 13]))
-    assert rew.dtype == np.float32 and (rew == 1.0).all()

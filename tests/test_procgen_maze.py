@@ -5,7 +5,6 @@ from __future__ import annotations
 import itertools
 from collections import deque
 
-import gymnasium
 import numpy as np
 import pytest
 
@@ -82,24 +81,6 @@ def test_solver_plays_the_env_to_the_cheese() -> None:
         assert term and total == 10.0
 
 
-def test_slot_zero_equals_single_env_trajectory() -> None:
-    vec = ProcgenVecEnv("maze", 8, num_levels=50)
-    single = ProcgenEnv("maze", num_levels=50)
-    vo, vi = vec.reset(seed=3)
-    so, si = single.reset(seed=3)
-    assert np.array_equal(vo[0], so) and vi["level_seed"][0] == si["level_seed"]
-    rng = np.random.default_rng(0)
-    for _ in range(600):  # crosses episode boundaries (500-step limit or cheese)
-        a = rng.integers(0, 15, 8)
-        vo, vr, vt, vtr, vinf = vec.step(a)
-        so, sr, st, strunc, _ = single.step(int(a[0]))
-        assert vr[0] == sr and vt[0] == st and vtr[0] == strunc
-        if st or strunc:
-            assert np.array_equal(vinf["final_obs"][0], so)
-            so, _ = single.reset()
-        assert np.array_equal(vo[0], so)
-
-
 def test_level_protocol_and_splits() -> None:
     opts = options_for_split("train")
     s = LevelSampler(opts, 1)
@@ -126,18 +107,6 @@ def test_hash_uniform_is_pure_and_uniform() -> None:
     u = hash_uniform(np.arange(100000), 7, 1)
     assert np.array_equal(u, hash_uniform(np.arange(100000), 7, 1))
     assert 0 <= u.min() and u.max() < 1 and abs(u.mean() - 0.5) < 0.01
-
-
-def test_gymnasium_registration_and_checkers() -> None:
-    from gymnasium.utils.env_checker import check_env
-    from stable_baselines3.common.env_checker import check_env as sb3_check
-
-    env = gymnasium.make("simlab/Maze-v0")
-    check_env(env.unwrapped)
-    sb3_check(env.unwrapped)
-    vec = gymnasium.make_vec("simlab/Maze-v0", num_envs=4, vectorization_mode="vector_entry_point")
-    obs, _ = vec.reset(seed=0)
-    assert obs.shape == (4, 64, 64, 3) and obs.dtype == np.uint8
 
 
 @pytest.mark.parametrize("kw, exc, needle", [
