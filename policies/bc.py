@@ -185,6 +185,8 @@ def target_env_id(cfg: BCConfig, data: _Data) -> str:
     env_id = cfg.env or data.env_id
     if not env_id:
         raise ConfigError(f"{data.source} names no env; set env=<env id> (e.g. simlab/Maze-v0)")
+    if data.env_id and cfg.env and cfg.env != data.env_id:
+        raise ConfigError(f"{data.source} was collected on {data.env_id}, not {cfg.env}")
     return env_id
 
 

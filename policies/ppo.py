@@ -114,7 +114,12 @@ class PPOConfig:
     """Save checkpoints/latest every this many env steps (0 = only at the end)."""
 
     def __post_init__(self) -> None:
+        from simlab.envs.procgen.base import ProcgenOptions
+
         procgen_game(self.env_id)
+        # Validate the level options now, before a run directory is written.
+        ProcgenOptions(num_levels=self.num_levels, start_level=self.start_level,
+                       distribution_mode=self.distribution_mode, use_backgrounds=self.use_backgrounds)
         for k in ("num_envs", "n_steps", "n_epochs", "batch_size", "features_dim", "eval_episodes"):
             if getattr(self, k) < 1:
                 raise ConfigError(f"config key {k!r} must be >= 1, got {getattr(self, k)}")

@@ -135,9 +135,17 @@ def test_same_seed_same_weights_other_seed_differs(tiny_ds: Path, tmp_path: Path
 
 
 def test_data_must_fit_the_env(tiny_ds: Path, tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match=r"Discrete\(15\) actions but env simlab/Collision2D-v0 has Box"):
-        train_bc(BCConfig(data=str(tiny_ds), env="simlab/Collision2D-v0", **TINY), tmp_path / "r", progress=False)
+    with pytest.raises(ConfigError, match="collected on simlab/Maze-v0, not simlab/CoinRun-v0"):
+        train_bc(BCConfig(data=str(tiny_ds), env="simlab/CoinRun-v0", **TINY), tmp_path / "r", progress=False)
     assert not (tmp_path / "r").exists(), "nothing is written before the data is validated"
+    import gymnasium
+
+    from simlab.envs.procgen.dataset import TransitionDataset, check_spaces
+
+    ds = TransitionDataset(tiny_ds)
+    with pytest.raises(ConfigError, match=r"Discrete\(15\) actions but env simlab/Collision2D-v0 has Box"):
+        check_spaces(ds.root, ds.observation_shape, ds.observation_dtype, ds.n_actions,
+                     gymnasium.make("simlab/Collision2D-v0"))
     with pytest.raises(ConfigError, match="data="):
         train_bc(BCConfig(**TINY), tmp_path / "r", progress=False)
     with pytest.raises(DatasetError, match="no such dataset"):
