@@ -111,6 +111,10 @@ def run_split(policy: Actor, game: str, split: str, episodes: int, seed: int = 0
     order = [(s, j) for s in range(n) for j in range(quota[s])]
     to_record = set(order[:videos])
     obs, info = env.reset()
+    # Recurrent policies (e.g. a world-model agent) get told when slots start new episodes.
+    reset_hook = getattr(policy, "reset", None)
+    if callable(reset_hook):
+        reset_hook(None)
     cur_seed = np.asarray(info["level_seed"]).copy()
     count = np.zeros(n, np.int64)
     ret = np.zeros(n, np.float64)
@@ -126,6 +130,8 @@ def run_split(policy: Actor, game: str, split: str, episodes: int, seed: int = 0
         length += 1
         best = np.maximum(best, rew)
         done = term | trunc
+        if callable(reset_hook) and done.any():
+            reset_hook(done)  # before the next act(): these slots now show a new episode's first frame
         for s, clip in frames.items():
             clip.append(info["final_obs"][s] if done[s] else obs[s].copy())
         for s in np.flatnonzero(done):

@@ -407,11 +407,17 @@ def test_dropout_world_model_view_follows_spec_interfaces() -> None:
 
 
 def test_world_model_agent_runs_in_the_shared_evaluator() -> None:
-    """policy.act(obs) is all run_split calls today; the agent plays real frames through it."""
+    """The evaluator plays real frames through the agent and resets its memory at episode starts."""
     from simlab.policies.evaluate import run_split
 
     wm = ToyWorldModel()
     agent = WorldModelAgent(wm, LinearController(5, [0, 4]))
+    calls: list = []
+    real_reset = agent.reset
+    agent.reset = lambda mask=None: (calls.append(None if mask is None else np.asarray(mask).copy()),
+                                     real_reset(mask))[1]
     eps, _ = run_split(agent, "maze", "train", episodes=2, num_envs=2, max_episode_steps=4)
     assert len(eps) == 2 and all(e["length"] == 4 for e in eps)
-    assert agent.batch == 2 and wm.inits == [2]
+    assert agent.batch == 2 and set(wm.inits) == {2}
+    assert calls[0] is None, "all slots cleared when a split starts"
+    assert any(c is not None and c.all() for c in calls[1:]), "slots cleared when their episodes end"
