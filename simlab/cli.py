@@ -361,6 +361,40 @@ def eval_physics(
                + (f"; paper's ground-truth floor {PAPER_FLOORS[sc]}" if sc in PAPER_FLOORS else ""))
 
 
+# ---- train dreamland ----------------------------------------------------------------------
+@train_app.command("dreamland")
+def train_dreamland_cmd(
+    out: Annotated[Path, typer.Option("--out", help="Run directory.")] = Path("runs/dreamland"),
+    env: Annotated[str, typer.Option(help="Real env (procgen-like game id).")] = "simlab/Dodge-v0",
+    preset: Annotated[str, typer.Option(help="cpu (default) | gpu | debug")] = "cpu",
+    dropout: Annotated[float | None, typer.Option(help="World-model LSTM dropout (Dream Land).")] = None,
+    mask: Annotated[str | None, typer.Option(help="Dream mask mode: per_episode | per_step | mc_mean | none")]
+    = None,
+    controller: Annotated[str | None, typer.Option(help="cmaes | ppo")] = None,
+    seeds: Annotated[int | None, typer.Option(help="Controller seeds per variant.")] = None,
+    baseline: Annotated[bool, typer.Option("--baseline/--no-baseline",
+                                           help="Also run the no-dropout World Models baseline.")] = True,
+    resume: Annotated[bool, typer.Option(help="Continue a killed run where it stopped.")] = False,
+    overrides: OverridesArg = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Dropout's Dream Land: collect -> VAE -> MDN-RNN with dropout -> controller in dreams -> real-env test."""
+    from simlab.dreamland import PRESETS, dreamland_config, train_dreamland
+
+    if preset not in PRESETS:
+        raise ConfigError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
+    ov = [f"env={env}", f"baseline={'true' if baseline else 'false'}"]
+    for key, val in (("dropout", dropout), ("mask", mask), ("controller", controller), ("seeds", seeds)):
+        if val is not None:
+            ov.append(f"{key}={val}")
+    cfg = dreamland_config([preset], [*ov, *(overrides or [])])
+    res = train_dreamland(cfg, out, resume=resume)
+    if as_json:
+        _print_json({"run": str(out), **res})
+        return
+    typer.echo((out / "report.md").read_text())
+
+
 # ---- train ppo ----------------------------------------------------------------------------
 OverridesArg = Annotated[list[str] | None, typer.Argument(
     help="Config overrides key=value (e.g. lr=3e-4 num_envs=32), applied after presets.")]

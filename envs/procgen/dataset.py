@@ -78,7 +78,7 @@ KIND = "simlab.procgen.transitions"
 OBS_SHAPE = (OBS_SIZE, OBS_SIZE, 3)
 STEP_KEYS = ("obs", "actions", "rewards", "terminations", "truncations", "level_seed", "episode_id")
 """Per-transition arrays of a shard (plus the per-segment ``final_obs``)."""
-SCRIPTED_POLICIES = ("random", "oracle")
+SCRIPTED_POLICIES = ("random", "random_repeat", "oracle")
 ENV_IDS = {s.kwargs["game"]: s.id for s in ENV_SPECS
            if s.vector_entry_point == "simlab.envs.procgen.vec:ProcgenVecEnv"}
 """Registered single-env id of each game (the env a dataset's policies are evaluated in)."""
@@ -97,7 +97,8 @@ class ProcgenCollectConfig:
     transitions: int = 100_000
     """Number of transitions N."""
     policy: str = "random"
-    """Behaviour policy: random (uniform over 15 actions), oracle (maze: BFS shortest path), or the
+    """Behaviour policy: random (uniform over 15 actions), random_repeat (uniform actions held for
+    1-10 steps, the World Models / Dream Land data policy), oracle (maze: BFS shortest path), or the
     path of a saved policy / training run (actions sampled from its softmax)."""
     seed: int = 0
     """Seed of level streams and policy sampling (shard j uses (seed, j))."""
@@ -117,7 +118,7 @@ class ProcgenCollectConfig:
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
         if not self.policy:
-            raise ConfigError("policy must be 'random', 'oracle' or the path of a saved policy")
+            raise ConfigError("policy must be 'random', 'random_repeat', 'oracle' or the path of a saved policy")
         if self.policy == "oracle" and self.game != "maze":
             raise ConfigError(f"policy 'oracle' (BFS solver) exists for maze only, not {self.game!r}")
 
@@ -219,11 +220,35 @@ def _policy_fingerprint(cfg: ProcgenCollectConfig) -> str | None:
     return sha256_file(w)
 
 
+class RepeatRandom:
+    """Uniform random actions, each held for a uniform 1-10 steps per slot (World Models' data policy)."""
+
+    def __init__(self, rng: np.random.Generator, max_repeat: int = 10) -> None:
+        self.rng, self.max_repeat = rng, max_repeat
+        self.action: np.ndarray | None = None
+        self.left: np.ndarray | None = None
+
+    def __call__(self, obs: np.ndarray, env: Any) -> np.ndarray:
+        n = len(obs)
+        if self.action is None or len(self.action) != n:
+            self.action = np.zeros(n, np.int64)
+            self.left = np.zeros(n, np.int64)
+        new = self.left <= 0
+        k = int(new.sum())
+        if k:
+            self.action[new] = self.rng.integers(0, NUM_ACTIONS, size=k)
+            self.left[new] = self.rng.integers(1, self.max_repeat + 1, size=k)
+        self.left -= 1
+        return self.action.copy()
+
+
 def _make_policy(cfg: ProcgenCollectConfig, j: int) -> Callable[[np.ndarray, Any], np.ndarray]:
     """The behaviour policy of shard ``j``: ``(obs (N,64,64,3), env) -> actions (N,)``."""
     rng = np.random.default_rng([cfg.seed, j, 1])
     if cfg.policy == "random":
         return lambda obs, env: rng.integers(0, NUM_ACTIONS, size=len(obs), dtype=np.int64)
+    if cfg.policy == "random_repeat":
+        return RepeatRandom(rng)
     if cfg.policy == "oracle":
         return MazeOracle()
     from simlab.policies.saved import SavedPolicy

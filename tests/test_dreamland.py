@@ -1,0 +1,103 @@
+"""`simlab train dreamland` end to end on the debug preset: outputs, resume equality, bad input."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from simlab.cli import main
+from simlab.dreamland import Dreamland, DreamlandConfig, dreamland_config, train_dreamland
+from simlab.errors import ConfigError
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def debug(**kw) -> DreamlandConfig:
+    return dreamland_config(["debug"], [f"{k}={v}" for k, v in kw.items()])
+
+
+@pytest.fixture(scope="module")
+def unbroken(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("dl") / "run"
+    torch.set_num_threads(1)
+    train_dreamland(debug(), out, progress=False)
+    return out
+
+
+def test_debug_run_writes_everything(unbroken: Path) -> None:
+    from simlab.world_models.dropout.model import DropoutWorldModel
+
+    for f in ("config.yaml", "metrics.jsonl", "report.md", "summary.json", "plots/dream_vs_real.png"):
+        assert (unbroken / f).exists(), f
+    summ = json.loads((unbroken / "summary.json").read_text())
+    assert set(summ) == {"dreamland", "worldmodels"}
+    for v in summ.values():
+        assert set(v) == {"levels:0:200", "test"} and all(r["episodes"] == 2 for r in v.values())
+    report = (unbroken / "report.md").read_text()
+    assert "| dreamland | training levels |" in report and "| worldmodels | held-out (test) |" in report
+    m = DropoutWorldModel.from_pretrained(unbroken / "world_models" / "dreamland")
+    assert m.rnn.config.dropout == 0.05
+    assert DropoutWorldModel.from_pretrained(unbroken / "world_models" / "worldmodels").rnn.config.dropout == 0.0
+    keys = {k for r in (json.loads(x) for x in (unbroken / "metrics.jsonl").read_text().splitlines()) for k in r}
+    assert any(k.startswith("dream_dreamland_s0/") for k in keys) and any(k.startswith("vae/") for k in keys)
+
+
+def test_killed_run_resumes_to_the_same_result(unbroken: Path, tmp_path: Path, monkeypatch) -> None:
+    out = tmp_path / "run"
+    real_eval = Dreamland.evaluate
+
+    def dying(self, variant, k):
+        if variant == "worldmodels":
+            raise KeyboardInterrupt  # killed after the Dream Land controller was evaluated
+        return real_eval(self, variant, k)
+
+    monkeypatch.setattr(Dreamland, "evaluate", dying)
+    with pytest.raises(KeyboardInterrupt):
+        train_dreamland(debug(), out, progress=False)
+    monkeypatch.setattr(Dreamland, "evaluate", real_eval)
+    assert not (out / "report.md").exists()
+    with pytest.raises(ConfigError, match="--resume"):
+        train_dreamland(debug(), out, progress=False)
+    train_dreamland(debug(), out, resume=True, progress=False)
+    a = json.loads((unbroken / "summary.json").read_text())
+    b = json.loads((out / "summary.json").read_text())
+    assert a == b
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["--env", "simlab/Nope-v0"], "unknown env id"),
+    (["--env", "simlab/Collision2D-v0"], "procgen-like"),
+    (["--dropout", "1.0"], "dropout must be in [0, 1)"),
+    (["--dropout", "-0.1"], "dropout must be in [0, 1)"),
+    (["--mask", "sometimes"], "unknown mask mode"),
+    (["--preset", "huge"], "unknown preset"),
+    (["--controller", "dqn"], "unknown controller"),
+])
+def test_bad_input(args, needle, tmp_path: Path, capsys) -> None:
+    rc = main(["train", "dreamland", "--out", str(tmp_path / "r"), *args])
+    err = capsys.readouterr().err
+    assert rc == 2 and needle in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "r").exists()
+
+
+def test_corrupt_world_model_checkpoint_is_named(unbroken: Path, tmp_path: Path) -> None:
+    import shutil
+
+    from simlab.errors import CheckpointError
+    from simlab.world_models.dropout.model import DropoutWorldModel
+
+    wm = tmp_path / "wm"
+    shutil.copytree(unbroken / "world_models" / "dreamland", wm)
+    w = next(wm.rglob("model.safetensors"))
+    w.write_bytes(w.read_bytes()[:100])
+    with pytest.raises(CheckpointError, match="model.safetensors"):
+        DropoutWorldModel.from_pretrained(wm)

@@ -1,0 +1,155 @@
+"""The dropout world model: ConvVAE + MDN-RNN + encoded real first frames, saved as one directory.
+
+Layout of a saved model::
+
+    DIR/world_model.json     class, simlab version, format version, n_actions, env_id,
+                             z_dim, hidden, number of start latents, sha256 of start_z
+    DIR/vae/                 ConvVAE (config.json + model.safetensors)
+    DIR/mdnrnn/              MDNRNN  (config.json + model.safetensors)
+    DIR/start_z.safetensors  {"start_z": (M, z_dim) float32}
+
+``world_model.json`` is written last, so its presence means a complete save.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from simlab.errors import CheckpointError, ConfigError
+from simlab.world_models.base import (
+    FORMAT_VERSION,
+    load_tensors,
+    read_json_doc,
+    resolve_device,
+    save_tensors,
+)
+from simlab.world_models.dropout.mdnrnn import MDNRNN
+from simlab.world_models.dropout.vae import ConvVAE
+
+if TYPE_CHECKING:
+    from simlab.world_models.dropout.dream import DreamEnv, DreamVecEnv
+
+MODEL_JSON = "world_model.json"
+START_Z_NAME = "start_z.safetensors"
+
+
+class DropoutWorldModel(nn.Module):
+    """A learned simulator: ConvVAE (frames <-> z) + MDN-RNN (dynamics) + start latents.
+
+    Args:
+        vae: the :class:`ConvVAE`.
+        rnn: the :class:`MDNRNN` (same ``z_dim``).
+        start_z: ``(M, z_dim)`` latents of real first frames; a dream episode starts
+            from one of them, drawn uniformly.
+        n_actions: discrete actions (default and must equal ``rnn.config.n_actions``).
+        env_id: the real env the model was trained on (metadata, e.g. ``"simlab/Dodge-v0"``).
+    """
+
+    def __init__(self, vae: ConvVAE, rnn: MDNRNN, start_z: torch.Tensor | np.ndarray,
+                 n_actions: int | None = None, env_id: str | None = None) -> None:
+        super().__init__()
+        if not isinstance(vae, ConvVAE) or not isinstance(rnn, MDNRNN):
+            raise ConfigError(f"DropoutWorldModel needs a ConvVAE and an MDNRNN, got "
+                              f"{type(vae).__name__} and {type(rnn).__name__}")
+        if vae.z_dim != rnn.z_dim:
+            raise ConfigError(f"ConvVAE z_dim {vae.z_dim} != MDNRNN z_dim {rnn.z_dim}")
+        n_actions = rnn.n_actions if n_actions is None else int(n_actions)
+        if n_actions != rnn.n_actions:
+            raise ConfigError(f"n_actions {n_actions} != the MDNRNN's {rnn.n_actions}")
+        sz = torch.as_tensor(np.asarray(start_z) if not isinstance(start_z, torch.Tensor) else start_z)
+        sz = sz.detach().to(torch.float32)
+        if sz.ndim != 2 or sz.shape[0] < 1 or sz.shape[1] != rnn.z_dim:
+            raise ConfigError(f"start_z must have shape (M >= 1, {rnn.z_dim}), got {tuple(sz.shape)}")
+        if not torch.isfinite(sz).all():
+            raise ConfigError("start_z has NaN or inf")
+        self.vae, self.rnn = vae, rnn
+        self.register_buffer("start_z", sz.to(rnn.device).clone())
+        self.n_actions = n_actions
+        self.env_id = env_id
+
+    @property
+    def z_dim(self) -> int:
+        return self.rnn.z_dim
+
+    @property
+    def hidden(self) -> int:
+        return self.rnn.hidden
+
+    @property
+    def obs_dim(self) -> int:
+        """Size of a dream observation ``[z, h]``."""
+        return self.rnn.z_dim + self.rnn.hidden
+
+    @property
+    def dropout(self) -> float:
+        """The MDN-RNN's training dropout rate (the dream's default)."""
+        return self.rnn.config.dropout
+
+    def as_env(self, **kw: Any) -> DreamEnv:
+        """A single :class:`~simlab.world_models.dropout.dream.DreamEnv` (keywords as its constructor's)."""
+        from simlab.world_models.dropout.dream import DreamEnv
+
+        return DreamEnv(self, **kw)
+
+    def as_vec_env(self, num_envs: int, **kw: Any) -> DreamVecEnv:
+        """A batched :class:`~simlab.world_models.dropout.dream.DreamVecEnv` of ``num_envs`` dreams."""
+        from simlab.world_models.dropout.dream import DreamVecEnv
+
+        return DreamVecEnv(self, num_envs, **kw)
+
+    def save_pretrained(self, path: str | Path) -> Path:
+        """Write ``vae/``, ``mdnrnn/``, ``start_z.safetensors`` and (last) ``world_model.json``."""
+        import simlab
+        from simlab.data import write_json_atomic
+
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        self.vae.save_pretrained(path / "vae")
+        self.rnn.save_pretrained(path / "mdnrnn")
+        digest = save_tensors(path / START_Z_NAME, {"start_z": self.start_z}, type(self).__name__)
+        doc = {
+            "class": type(self).__name__,
+            "simlab_version": simlab.__version__,
+            "format_version": FORMAT_VERSION,
+            "n_actions": self.n_actions,
+            "env_id": self.env_id,
+            "z_dim": self.z_dim,
+            "hidden": self.hidden,
+            "num_start_z": int(self.start_z.shape[0]),
+            "start_z_sha256": digest,
+        }
+        write_json_atomic(path / MODEL_JSON, doc)
+        return path
+
+    @classmethod
+    def from_pretrained(cls, path: str | Path, device: str | torch.device = "cpu") -> DropoutWorldModel:
+        """Load a saved world model onto ``device``; CheckpointError naming the bad file otherwise."""
+        dev = resolve_device(device)
+        path = Path(path)
+        if not path.is_dir():
+            raise CheckpointError(f"{path}: no such world-model directory")
+        jpath = path / MODEL_JSON
+        doc = read_json_doc(jpath, cls.__name__, "dropout world model")
+        vae = ConvVAE.from_pretrained(path / "vae", device=dev)
+        rnn = MDNRNN.from_pretrained(path / "mdnrnn", device=dev)
+        digest = doc.get("start_z_sha256")
+        tensors = load_tensors(path / START_Z_NAME, digest if isinstance(digest, str) else None, MODEL_JSON)
+        if set(tensors) != {"start_z"}:
+            raise CheckpointError(f"{path / START_Z_NAME}: expected one tensor 'start_z', got {sorted(tensors)}")
+        for key, want in (("z_dim", rnn.z_dim), ("hidden", rnn.hidden), ("n_actions", rnn.n_actions)):
+            if key in doc and doc[key] != want:
+                raise CheckpointError(f"{jpath}: {key} {doc[key]!r} does not match the saved MDN-RNN ({want})")
+        try:
+            model = cls(vae, rnn, tensors["start_z"], n_actions=doc.get("n_actions"), env_id=doc.get("env_id"))
+        except ConfigError as e:
+            raise CheckpointError(f"{path}: inconsistent world model ({e})") from None
+        return model.to(dev).eval()
+
+    def __repr__(self) -> str:
+        return (f"DropoutWorldModel(env_id={self.env_id!r}, z_dim={self.z_dim}, hidden={self.hidden}, "
+                f"n_actions={self.n_actions}, dropout={self.dropout}, start_z={tuple(self.start_z.shape)})")
