@@ -72,6 +72,7 @@ import sys
 import time
 
 import numpy as np
+
 from simlab.envs.collision2d.physics import (
     FRAME_DT,
     NUM_FRAMES,

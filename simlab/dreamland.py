@@ -395,11 +395,11 @@ class Dreamland:
         tr = f"levels:{a}:{b}"
         lines = [
             "# Dream Land report", "",
-            f"Real env `{self.cfg.env}`; world models trained on {self.cfg.transitions} real transitions "
+            (f"Real env `{self.cfg.env}`; world models trained on {self.cfg.transitions} real transitions "
             f"from levels {self.cfg.train_levels}; controllers ({self.cfg.controller}) trained only in dreams; "
-            f"{self.cfg.seeds} seed(s) x {self.cfg.eval_episodes} real episodes per split.", "",
-            f"- dreamland: MDN-RNN dropout {self.cfg.dropout}, dream masks `{self.cfg.mask}` at rate "
-            f"{self.cfg.dropout if self.cfg.dream_dropout is None else self.cfg.dream_dropout}",
+            f"{self.cfg.seeds} seed(s) x {self.cfg.eval_episodes} real episodes per split."), "",
+            (f"- dreamland: MDN-RNN dropout {self.cfg.dropout}, dream masks `{self.cfg.mask}` at rate "
+            f"{self.cfg.dropout if self.cfg.dream_dropout is None else self.cfg.dream_dropout}"),
             "- worldmodels: the baseline, same budget, no dropout anywhere", "",
             "| variant | split | mean return | std | 95% CI | episodes |", "|---|---|---:|---:|---:|---:|",
         ]

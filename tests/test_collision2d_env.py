@@ -8,6 +8,8 @@ import warnings
 import gymnasium
 import numpy as np
 import pytest
+
+import simlab  # noqa: F401  (registers the env ids)
 from simlab.envs.collision2d.control import (
     Collision2DEnv,
     advance_balls,
@@ -19,8 +21,6 @@ from simlab.envs.collision2d.control import (
 from simlab.envs.collision2d.parse import parse_balls
 from simlab.envs.collision2d.physics import FRAME_DT, WORLD_SIZE, masses_from_radii
 from simlab.envs.collision2d.scenarios import ID_R, OOD_R
-
-import simlab  # noqa: F401  (registers the env ids)
 from simlab.errors import ActionError, ConfigError
 from simlab.splits import in_union
 
