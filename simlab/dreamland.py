@@ -54,21 +54,21 @@ class DreamlandConfig:
     """Level seeds the data comes from and the controller is first evaluated on (a:b)."""
     heldout_split: str = "test"
     """Held-out real levels for the transfer test (test = levels 250+; or levels:a:b, hard...)."""
-    transitions: int = 30_000
+    transitions: int = 20_000
     """Real transitions collected for the world model."""
     num_envs: int = 64
     """Real envs stepped together while collecting."""
     z_dim: int = 32
     """VAE latent size."""
-    vae_epochs: int = 3
+    vae_epochs: int = 4
     """VAE training epochs."""
-    vae_max_frames: int = 30_000
+    vae_max_frames: int = 10_000
     """Frames used to train the VAE (a seeded subsample if more were collected)."""
     hidden: int = 256
     """LSTM size of the MDN-RNN."""
     mixtures: int = 5
     """Gaussian mixtures per latent dimension."""
-    rnn_epochs: int = 20
+    rnn_epochs: int = 10
     """MDN-RNN training epochs."""
     seq_len: int = 32
     """MDN-RNN training window length."""
@@ -88,11 +88,11 @@ class DreamlandConfig:
     """CMA-ES population."""
     episodes_per_candidate: int = 4
     """Dream episodes per CMA-ES candidate."""
-    generations: int = 30
+    generations: int = 20
     """CMA-ES generations."""
     sigma0: float = 0.1
     """CMA-ES initial step size."""
-    max_dream_steps: int = 500
+    max_dream_steps: int = 400
     """Dream episode limit while training the controller."""
     ppo_timesteps: int = 200_000
     """Dream steps for the PPO controller."""
