@@ -65,13 +65,12 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ[_var] = "1"
 
 import argparse
-import datetime
 import json
-import platform
 import sys
 import time
 
 import numpy as np
+from _machine import loadavg, machine_info, pin_one_core  # sibling module
 
 from simlab.envs.collision2d.physics import (
     FRAME_DT,
@@ -101,41 +100,6 @@ STEPS_PER_FRAME = round(FRAME_DT / BOX2D_DT)  # 10 -> 320 steps for 32 frames
 
 
 # --------------------------------------------------------------------------- machine
-
-def pin_one_core(cpu: int | None) -> int | None:
-    """Restrict this process to one CPU; returns it (None where unsupported)."""
-    if not hasattr(os, "sched_setaffinity"):
-        return None
-    allowed = sorted(os.sched_getaffinity(0))
-    chosen = allowed[0] if cpu is None else cpu
-    os.sched_setaffinity(0, {chosen})
-    return chosen
-
-
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.lower().startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def machine_info(pinned: int | None) -> dict:
-    return {
-        "cpu_model": cpu_model(),
-        "logical_cpus": os.cpu_count(),
-        "pinned_cpu": pinned,
-        "loadavg_1_5_15": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
-        "python": platform.python_version(),
-        "numpy": np.__version__,
-        "box2d": _box2d_version(),
-        "platform": platform.platform(),
-        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-    }
-
 
 def _box2d_version() -> str | None:
     try:
@@ -325,7 +289,7 @@ def main(argv: list[str] | None = None) -> int:
                  f"choose one of {', '.join(split_names(args.scenario))}")
 
     pinned = pin_one_core(args.cpu)
-    info = machine_info(pinned)
+    info = machine_info(pinned, box2d=_box2d_version())
     res = args.resolution
     spec = VideoSpec(args.scenario, split=args.split, seed=args.seed)
     grav = gravity(args.scenario)
@@ -347,7 +311,7 @@ def main(argv: list[str] | None = None) -> int:
     phys = exactness(args.scenario, ref_states, ref_pos, grav, res, n_render_check=min(8, args.ref_videos))
     phys["slow_head_on"] = head_on_case(0.3)
     phys["fast_head_on"] = head_on_case(2.0)
-    info["loadavg_end_1_5_15"] = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
+    info["loadavg_end_1_5_15"] = loadavg()
 
     result = {
         "scenario": args.scenario, "split": args.split, "seed": args.seed,

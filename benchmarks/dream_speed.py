@@ -56,14 +56,14 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ[_var] = "1"
 
 import argparse
-import datetime
 import json
 import math
-import platform
 import sys
 import time
 
 import numpy as np
+from _machine import loadavg, pin_one_core  # sibling module
+from _machine import machine_info as _machine_info
 
 TARGET_RATIO = 10.0
 """The batched dream must step at least 10x as many env steps/s as the real single env."""
@@ -72,47 +72,11 @@ NUM_ACTIONS = 15
 
 # --------------------------------------------------------------------------- machine
 
-def pin_one_core(cpu: int | None) -> int | None:
-    """Restrict this process to one CPU; returns it (None where unsupported)."""
-    if not hasattr(os, "sched_setaffinity"):
-        return None
-    allowed = sorted(os.sched_getaffinity(0))
-    chosen = allowed[0] if cpu is None else cpu
-    os.sched_setaffinity(0, {chosen})
-    return chosen
-
-
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.lower().startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def loadavg() -> list[float] | None:
-    return [round(x, 2) for x in os.getloadavg()] if hasattr(os, "getloadavg") else None
-
-
 def machine_info(pinned: int | None) -> dict:
     import torch
 
-    return {
-        "cpu_model": cpu_model(),
-        "logical_cpus": os.cpu_count(),
-        "pinned_cpu": pinned,
-        "loadavg_1_5_15": loadavg(),
-        "python": platform.python_version(),
-        "numpy": np.__version__,
-        "torch": torch.__version__,
-        "torch_threads": torch.get_num_threads(),
-        "cuda_device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
-        "platform": platform.platform(),
-        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-    }
+    return _machine_info(pinned, torch=torch.__version__, torch_threads=torch.get_num_threads(),
+                         cuda_device=torch.cuda.get_device_name(0) if torch.cuda.is_available() else None)
 
 
 # --------------------------------------------------------------------------- real envs

@@ -74,16 +74,15 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ[_var] = "1"
 
 import argparse
-import datetime
 import importlib.util
 import json
-import platform
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
+from _machine import loadavg, machine_info, pin_one_core  # sibling module
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_PEER_VENV = REPO / "runs" / "bench-venvs" / "procgen2"
@@ -160,44 +159,6 @@ print(json.dumps({
 
 
 # --------------------------------------------------------------------------- machine
-
-def pin_one_core(cpu: int | None) -> int | None:
-    """Restrict this process to one CPU; returns it (None where unsupported)."""
-    if not hasattr(os, "sched_setaffinity"):
-        return None
-    allowed = sorted(os.sched_getaffinity(0))
-    chosen = allowed[0] if cpu is None else cpu
-    os.sched_setaffinity(0, {chosen})
-    return chosen
-
-
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.lower().startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def loadavg() -> list[float] | None:
-    return [round(x, 2) for x in os.getloadavg()] if hasattr(os, "getloadavg") else None
-
-
-def machine_info(pinned: int | None) -> dict:
-    return {
-        "cpu_model": cpu_model(),
-        "logical_cpus": os.cpu_count(),
-        "pinned_cpu": pinned,
-        "loadavg_1_5_15": loadavg(),
-        "python": platform.python_version(),
-        "numpy": np.__version__,
-        "platform": platform.platform(),
-        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-    }
-
 
 # --------------------------------------------------------------------------- peer venv
 
