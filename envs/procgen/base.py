@@ -26,7 +26,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from simlab.errors import ActionError, ConfigError
+from simlab.actions import check_discrete_actions
+from simlab.errors import ConfigError
 from simlab.splits import Split
 
 OBS_SIZE = 64
@@ -211,21 +212,7 @@ class LevelSampler:
 
 def check_actions(actions: Any, n: int) -> np.ndarray:
     """Validate a batch of discrete actions -> int64 ``(n,)``; ActionError otherwise."""
-    a = np.asarray(actions)
-    if a.shape == () and n == 1:
-        a = a.reshape(1)
-    if a.shape != (n,):
-        raise ActionError(f"expected {n} actions of shape ({n},), got shape {a.shape}")
-    if a.dtype.kind == "f":
-        if not np.isfinite(a).all() or (a != np.round(a)).any():
-            raise ActionError(f"actions must be integers in [0, {NUM_ACTIONS}), got {a}")
-    elif a.dtype.kind not in "iu":
-        raise ActionError(f"actions must be integers in [0, {NUM_ACTIONS}), got dtype {a.dtype}")
-    a = a.astype(np.int64)
-    if ((a < 0) | (a >= NUM_ACTIONS)).any():
-        bad = a[(a < 0) | (a >= NUM_ACTIONS)][0]
-        raise ActionError(f"action {bad} outside [0, {NUM_ACTIONS})")
-    return a
+    return check_discrete_actions(actions, n, NUM_ACTIONS)
 
 
 class BatchedGame:

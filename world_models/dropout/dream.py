@@ -54,7 +54,8 @@ from gymnasium.error import ResetNeeded
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
-from simlab.errors import ActionError, ConfigError
+from simlab.actions import check_discrete_actions
+from simlab.errors import ConfigError
 from simlab.world_models.base import check_rate, resolve_device
 from simlab.world_models.dropout.mdnrnn import MDNRNN, Masks, _check_tau, sample_mixture
 from simlab.world_models.dropout.model import DropoutWorldModel
@@ -63,25 +64,6 @@ MASK_MODES = ("none", "per_episode", "per_step", "mc_mean")
 PRECISIONS = ("float32", "bfloat16")
 RENDER_SCALE = 4
 """``render()`` upscales the decoded 64x64 frame by this factor (nearest neighbour)."""
-
-
-def check_actions(actions: Any, n: int, n_actions: int) -> np.ndarray:
-    """Validate ``n`` discrete actions -> int64 ``(n,)``; ActionError for a wrong shape, type or range."""
-    a = np.asarray(actions)
-    if a.shape == () and n == 1:
-        a = a.reshape(1)
-    if a.shape != (n,):
-        raise ActionError(f"expected {n} actions of shape ({n},), got shape {a.shape}")
-    if a.dtype.kind == "f":
-        if not np.isfinite(a).all() or (a != np.round(a)).any():
-            raise ActionError(f"actions must be integers in [0, {n_actions}), got {a}")
-    elif a.dtype.kind not in "iu":
-        raise ActionError(f"actions must be integers in [0, {n_actions}), got dtype {a.dtype}")
-    a = a.astype(np.int64)
-    bad = (a < 0) | (a >= n_actions)
-    if bad.any():
-        raise ActionError(f"action {a[bad][0]} outside [0, {n_actions})")
-    return a
 
 
 class FusedStep:
@@ -245,7 +227,7 @@ class DreamCore:
         if isinstance(actions, torch.Tensor):
             a = actions.reshape(1) if actions.ndim == 0 and self.num_envs == 1 else actions
             return self.rnn.check_actions(a, (self.num_envs,)).to(self.device)
-        a = check_actions(actions, self.num_envs, self.model.n_actions)
+        a = check_discrete_actions(actions, self.num_envs, self.model.n_actions)
         return torch.from_numpy(a).to(self.device)
 
     @torch.no_grad()
