@@ -421,7 +421,7 @@ def test_dream_step_matches_the_model_step(vae) -> None:
     model = random_model(vae, done_bias=None, dropout=0.3)
     rnn = model.rnn
     for mode in ("none", "per_episode"):
-        env = DreamVecEnv(model, 5, mask_mode=mode, temperature=0.0, seed=1)
+        env = DreamVecEnv(model, 5, mask_mode=mode, temperature=0.0, seed=1, done_mode="threshold")
         env.reset()
         for t in range(4):
             a = np.array([t % A, 0, 1, 2, (t + 1) % A])
@@ -510,3 +510,38 @@ def test_dream_speed_benchmark_runs_and_reports_json() -> None:
         assert "cuda not available" in proc.stderr
         out = json.loads(proc.stdout)
         assert out["dream"] == [] and out["skipped"] == "cuda not available"
+
+
+def test_rare_deaths_end_dreams_when_sampled() -> None:
+    """A done head with p_done ~ 1/50 never crosses 0.5, but sampled deaths end dreams at ~50 steps."""
+    import numpy as np
+    import torch
+
+    from simlab.errors import ConfigError
+    from simlab.world_models.dropout.mdnrnn import MDNRNN
+    from simlab.world_models.dropout.model import DropoutWorldModel
+    from simlab.world_models.dropout.vae import ConvVAE
+
+    torch.manual_seed(0)
+    vae, rnn = ConvVAE(z_dim=8), MDNRNN(z_dim=8, hidden=16, mixtures=2)
+    with torch.no_grad():  # done head: constant logit log(1/49) -> p_done = 0.02
+        for name, p in rnn.named_parameters():
+            if "done" in name:
+                p.zero_()
+                if name.endswith("bias"):
+                    p.fill_(float(np.log(1 / 49)))
+    model = DropoutWorldModel(vae, rnn, torch.zeros(4, 8))
+    lengths = {}
+    for mode in ("sample", "threshold"):
+        env = model.as_vec_env(64, mask_mode="none", max_episode_steps=400, done_mode=mode, seed=0)
+        env.reset(seed=0)
+        ended = []
+        for _ in range(400):
+            _, _, term, trunc, info = env.step(np.zeros(64, np.int64))
+            if "_episode" in info:
+                ended.extend(info["episode_length"][info["_episode"] & term])
+        lengths[mode] = ended
+    assert not lengths["threshold"], "p_done < 0.5 never terminates under thresholding"
+    assert len(lengths["sample"]) > 200 and 35 < np.mean(lengths["sample"]) < 70
+    with pytest.raises(ConfigError, match="done_mode"):
+        model.as_vec_env(2, done_mode="sometimes")

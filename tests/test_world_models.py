@@ -483,7 +483,8 @@ def test_train_mdnrnn_learns_a_rule_and_the_dream_follows_it() -> None:
     assert rnn.config.dropout == cfg.dropout and not rnn.training
 
     model = DropoutWorldModel(ConvVAE(z_dim=Z), rnn, z[:, 0], n_actions=A)
-    env = model.as_vec_env(16, mask_mode="none", temperature=1e-4, max_episode_steps=100, seed=0)
+    env = model.as_vec_env(16, mask_mode="none", temperature=1e-4, max_episode_steps=100, seed=0,
+                           done_mode="threshold")
     obs, _ = env.reset()
     rng = np.random.default_rng(1)
     errs, wrong, rew_err = [], [], []

@@ -65,6 +65,10 @@ PRECISIONS = ("float32", "bfloat16")
 RENDER_SCALE = 4
 """``render()`` upscales the decoded 64x64 frame by this factor (nearest neighbour)."""
 
+DONE_MODES = ("sample", "threshold")
+"""How a dream decides termination from the done head: draw it with probability p_done
+(default; keeps rare deaths), or p_done > 0.5."""
+
 
 class FusedStep:
     """The MDN-RNN transition with its weights fused for the dream's hot loop (same maths as
@@ -167,7 +171,10 @@ class DreamCore:
 
     def __init__(self, model: DropoutWorldModel, num_envs: int, mask_mode: str, dropout: float | None,
                  temperature: float, max_episode_steps: int, device: str | torch.device, seed: int,
-                 mc_samples: int, precision: str = "float32") -> None:
+                 mc_samples: int, precision: str = "float32", done_mode: str = "sample") -> None:
+        if done_mode not in DONE_MODES:
+            raise ConfigError(f"unknown done_mode {done_mode!r}; choose one of {', '.join(DONE_MODES)}")
+        self.done_mode = done_mode
         if not isinstance(model, DropoutWorldModel):
             raise ConfigError(f"a dream needs a DropoutWorldModel, got {type(model).__name__}")
         if isinstance(num_envs, bool) or int(num_envs) != num_envs or num_envs < 1:
@@ -297,6 +304,11 @@ class DreamCore:
             p_done = torch.sigmoid(done_logit)
         z = sample_mixture(logits, mu_logsigma, self.tau, generator=self.gen)
         self.z, self.h, self.c = z, h, c
+        if self.done_mode == "sample":
+            # Termination ~ Bernoulli(p_done): a rare per-step hazard (a death every few hundred
+            # steps) never crosses a 0.5 threshold, so thresholding would make dreams endless.
+            u = torch.rand(p_done.shape, generator=self.gen, device=p_done.device, dtype=p_done.dtype)
+            p_done = (u < p_done).to(p_done.dtype)
         d = self.obs_dim
         if not self.pack_transfer:  # CPU: write the observation straight into the returned array
             obs = np.empty((n, d), np.float32)
@@ -334,6 +346,8 @@ class DreamVecEnv(VectorEnv):
         device: ``"cpu"`` or ``"cuda"``.
         seed: seeds the dream's torch.Generator (``reset(seed=...)`` re-seeds it).
         mc_samples: masks averaged per step with ``"mc_mean"``.
+        done_mode: ``"sample"`` (terminate with probability p_done, default) or
+            ``"threshold"`` (terminate when p_done > 0.5).
         render_mode: ``"rgb_array"``: :meth:`render` returns slot 0's decoded frame.
         precision: ``"float32"`` (exact) or ``"bfloat16"`` (matmuls in bfloat16, ~2x faster
             on CPUs with AVX512-BF16 and on GPUs; see :class:`FusedStep`).
@@ -352,10 +366,10 @@ class DreamVecEnv(VectorEnv):
     def __init__(self, model: DropoutWorldModel, num_envs: int, mask_mode: str = "per_episode",
                  dropout: float | None = None, temperature: float = 1.0, max_episode_steps: int = 1000,
                  device: str | torch.device = "cpu", seed: int = 0, mc_samples: int = 8,
-                 render_mode: str | None = None, precision: str = "float32") -> None:
+                 render_mode: str | None = None, precision: str = "float32", done_mode: str = "sample") -> None:
         self.render_mode = _check_render_mode(render_mode)
         self.core = DreamCore(model, num_envs, mask_mode, dropout, temperature, max_episode_steps, device,
-                              seed, mc_samples, precision)
+                              seed, mc_samples, precision, done_mode)
         self.model = self.core.model
         self.num_envs = self.core.num_envs
         self.single_observation_space = self.core.single_observation_space
@@ -425,10 +439,10 @@ class DreamEnv(gymnasium.Env):
     def __init__(self, model: DropoutWorldModel, mask_mode: str = "per_episode", dropout: float | None = None,
                  temperature: float = 1.0, max_episode_steps: int = 1000, device: str | torch.device = "cpu",
                  seed: int = 0, mc_samples: int = 8, render_mode: str | None = None,
-                 precision: str = "float32") -> None:
+                 precision: str = "float32", done_mode: str = "sample") -> None:
         self.render_mode = _check_render_mode(render_mode)
         self.core = DreamCore(model, 1, mask_mode, dropout, temperature, max_episode_steps, device, seed,
-                              mc_samples, precision)
+                              mc_samples, precision, done_mode)
         self.model = self.core.model
         self.observation_space = self.core.single_observation_space
         self.action_space = self.core.single_action_space
