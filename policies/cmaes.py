@@ -50,8 +50,6 @@ import dataclasses
 import hashlib
 import json
 import math
-import os
-import shutil
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -62,7 +60,7 @@ import numpy as np
 import torch
 
 from simlab.config import to_dict
-from simlab.data import atomic_path, sha256_file, write_json_atomic
+from simlab.data import atomic_dir, atomic_path, recover_dir, sha256_file, write_json_atomic
 from simlab.errors import CheckpointError, ConfigError
 
 FORMAT_VERSION = 1
@@ -437,32 +435,6 @@ def _fitness(returns: np.ndarray) -> np.ndarray:
 
 
 # ---- checkpoints ---------------------------------------------------------------------------------
-@contextlib.contextmanager
-def atomic_dir(final: Path) -> Iterator[Path]:
-    """Yield a temporary directory beside ``final``; swap it into place only on success."""
-    tmp = final.with_name(f".{final.name}.tmp")
-    old = final.with_name(f".{final.name}.old")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    try:
-        yield tmp
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    shutil.rmtree(old, ignore_errors=True)
-    if final.exists():
-        os.replace(final, old)
-    os.replace(tmp, final)
-    shutil.rmtree(old, ignore_errors=True)
-
-
-def recover_dir(final: Path) -> None:
-    """Undo a swap interrupted between its two renames (see :func:`atomic_dir`)."""
-    old = final.with_name(f".{final.name}.old")
-    if not final.exists() and old.exists():
-        os.replace(old, final)
-
-
 def drop_stale_metrics(run: Any, step: int, prefix: str) -> None:
     """Remove records that have a ``prefix`` key and a step past ``step`` (a killed run's tail).
 

@@ -40,7 +40,7 @@ from stable_baselines3.common.logger import KVWriter, Logger
 from torch import nn
 
 from simlab.config import to_dict
-from simlab.data import write_json_atomic
+from simlab.data import atomic_dir, recover_dir, write_json_atomic
 from simlab.errors import CheckpointError, ConfigError
 from simlab.policies.cmaes import (
     CONFIG_NAME,
@@ -48,10 +48,8 @@ from simlab.policies.cmaes import (
     WEIGHTS_NAME,
     LogFn,
     MakeEnv,
-    atomic_dir,
     drop_stale_metrics,
     load_tensor_dir,
-    recover_dir,
     save_tensor_dir,
 )
 

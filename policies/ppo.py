@@ -23,13 +23,9 @@ Usage::
 
 from __future__ import annotations
 
-import contextlib
 import importlib.util
 import json
-import os
-import shutil
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -43,7 +39,7 @@ from stable_baselines3.common.logger import KVWriter, Logger
 from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 
 from simlab.config import from_dict, load_preset, load_yaml, parse_override, save_yaml, to_dict
-from simlab.data import write_json_atomic
+from simlab.data import atomic_dir, recover_dir, write_json_atomic
 from simlab.errors import CheckpointError, ConfigError
 from simlab.policies.evaluate import procgen_game
 from simlab.policies.networks import ImpalaCNN
@@ -267,36 +263,6 @@ def make_logger(run: RunDir) -> Logger:
 
         outputs.append(TensorBoardOutputFormat(str(run.path / "tb")))
     return Logger(folder=str(run.path), output_formats=outputs)
-
-
-@contextlib.contextmanager
-def atomic_dir(final: Path) -> Iterator[Path]:
-    """Yield a temporary directory beside ``final``; swap it into place only on success.
-
-    A crash between the two renames leaves ``.<name>.old`` (the previous
-    version), which :func:`recover_dir` puts back.
-    """
-    tmp = final.with_name(f".{final.name}.tmp")
-    old = final.with_name(f".{final.name}.old")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    try:
-        yield tmp
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    shutil.rmtree(old, ignore_errors=True)
-    if final.exists():
-        os.replace(final, old)
-    os.replace(tmp, final)
-    shutil.rmtree(old, ignore_errors=True)
-
-
-def recover_dir(final: Path) -> None:
-    """Undo a swap interrupted between its two renames (see :func:`atomic_dir`)."""
-    old = final.with_name(f".{final.name}.old")
-    if not final.exists() and old.exists():
-        os.replace(old, final)
 
 
 def save_checkpoint(run: RunDir, model: PPO, cfg: PPOConfig, name: str = "latest") -> Path:
