@@ -127,25 +127,11 @@ def load_tensor_dir(path: str | Path, classes: Sequence[str]) -> tuple[dict[str,
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
+    from simlab.policies.saved import read_model_config
+
     path = Path(path)
-    cfg_path, w_path = path / CONFIG_NAME, path / WEIGHTS_NAME
-    if not path.is_dir():
-        raise CheckpointError(f"{path}: no such saved-controller directory")
-    if not cfg_path.exists():
-        raise CheckpointError(f"{cfg_path}: missing (not a saved controller, or saving was interrupted)")
-    try:
-        doc = json.loads(cfg_path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError, OSError) as e:
-        raise CheckpointError(f"{cfg_path}: not valid JSON ({e})") from None
-    if not isinstance(doc, dict) or "format_version" not in doc or "class" not in doc:
-        raise CheckpointError(f"{cfg_path}: not a simlab saved-model config (no format_version/class)")
-    if not isinstance(doc["format_version"], int) or doc["format_version"] > FORMAT_VERSION:
-        raise CheckpointError(f"{cfg_path}: format version {doc['format_version']!r} is newer than this "
-                              f"simlab reads ({FORMAT_VERSION}); upgrade simlab")
-    if doc["class"] not in classes:
-        raise CheckpointError(f"{cfg_path}: class {doc['class']!r} is not one of {', '.join(classes)}")
-    if not isinstance(doc.get("network"), dict):
-        raise CheckpointError(f"{cfg_path}: no 'network' config")
+    w_path = path / WEIGHTS_NAME
+    doc = read_model_config(path, classes, "saved-model")
     if not w_path.exists():
         raise CheckpointError(f"{w_path}: missing weights file")
     digest = doc.get("weights_sha256")

@@ -52,6 +52,7 @@ from simlab.policies.cmaes import (
     load_tensor_dir,
     save_tensor_dir,
 )
+from simlab.policies.saved import sample_from_logits
 
 SB3_ZIP = "sb3_model.zip"
 STATE = "state.json"
@@ -187,14 +188,7 @@ class DreamPolicy:
             return self.network(torch.from_numpy(np.ascontiguousarray(x))).numpy()
 
     def act(self, obs: np.ndarray, deterministic: bool = True) -> np.ndarray:
-        logits = self.logits(obs)
-        if deterministic:
-            return logits.argmax(axis=1).astype(np.int64)
-        z = logits - logits.max(axis=1, keepdims=True)
-        p = np.exp(z)
-        p /= p.sum(axis=1, keepdims=True)
-        u = self.rng.random((len(p), 1))
-        return np.minimum((p.cumsum(axis=1) < u).sum(axis=1), p.shape[1] - 1).astype(np.int64)
+        return sample_from_logits(self.logits(obs), deterministic, self.rng)
 
     def save(self, path: str | Path) -> Path:
         """Write ``config.json`` + ``model.safetensors`` (no pickles)."""

@@ -142,27 +142,47 @@ def save_policy(path: str | Path, network: nn.Module, config: dict[str, Any] | N
     return path
 
 
-def _read_config(path: Path) -> dict[str, Any]:
+def read_model_config(path: Path, classes: Any, what: str = "saved policy") -> dict[str, Any]:
+    """Read and check ``path/config.json`` of any simlab saved model (policy, controller).
+
+    CheckpointError (one line naming the file) for a missing directory or file, invalid
+    JSON, a newer format, a class not in ``classes``, or no ``network`` config.
+    """
     cfg_path = path / CONFIG_NAME
     if not path.is_dir():
-        raise CheckpointError(f"{path}: no such saved-policy directory")
+        raise CheckpointError(f"{path}: no such {what} directory")
     if not cfg_path.exists():
-        raise CheckpointError(f"{cfg_path}: missing (not a saved policy, or saving was interrupted)")
+        raise CheckpointError(f"{cfg_path}: missing (not a {what}, or saving was interrupted)")
     try:
         doc = json.loads(cfg_path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError, OSError) as e:
         raise CheckpointError(f"{cfg_path}: not valid JSON ({e})") from None
     if not isinstance(doc, dict) or "format_version" not in doc or "class" not in doc:
-        raise CheckpointError(f"{cfg_path}: not a simlab saved-policy config (no format_version/class)")
+        raise CheckpointError(f"{cfg_path}: not a simlab {what} config (no format_version/class)")
     if not isinstance(doc["format_version"], int) or doc["format_version"] > FORMAT_VERSION:
         raise CheckpointError(f"{cfg_path}: format version {doc['format_version']!r} is newer than this "
                               f"simlab reads ({FORMAT_VERSION}); upgrade simlab")
-    if doc["class"] not in NETWORKS:
+    if doc["class"] not in classes:
         raise CheckpointError(f"{cfg_path}: unknown policy class {doc['class']!r}; "
-                              f"known: {', '.join(NETWORKS)}")
+                              f"known: {', '.join(classes)}")
     if not isinstance(doc.get("network"), dict):
         raise CheckpointError(f"{cfg_path}: no 'network' config")
     return doc
+
+
+def sample_from_logits(logits: np.ndarray, deterministic: bool, rng: np.random.Generator) -> np.ndarray:
+    """Actions ``(B,)`` int64: argmax of ``logits`` ``(B, A)``, or a softmax sample with ``rng``."""
+    if deterministic:
+        return logits.argmax(axis=1).astype(np.int64)
+    z = logits - logits.max(axis=1, keepdims=True)
+    p = np.exp(z)
+    p /= p.sum(axis=1, keepdims=True)
+    u = rng.random((len(p), 1))
+    return np.minimum((p.cumsum(axis=1) < u).sum(axis=1), p.shape[1] - 1).astype(np.int64)
+
+
+def _read_config(path: Path) -> dict[str, Any]:
+    return read_model_config(path, NETWORKS, "saved-policy")
 
 
 class SavedPolicy:
@@ -227,14 +247,7 @@ class SavedPolicy:
 
     def act(self, obs: np.ndarray, deterministic: bool = True) -> np.ndarray:
         """Actions ``(B,)`` int64 for observations ``(B, H, W, C)`` uint8 (a single ``(H, W, C)`` -> ``(1,)``)."""
-        logits = self.logits(obs)
-        if deterministic:
-            return logits.argmax(axis=1).astype(np.int64)
-        z = logits - logits.max(axis=1, keepdims=True)
-        p = np.exp(z)
-        p /= p.sum(axis=1, keepdims=True)
-        u = self.rng.random((len(p), 1))
-        return np.minimum((p.cumsum(axis=1) < u).sum(axis=1), p.shape[1] - 1).astype(np.int64)
+        return sample_from_logits(self.logits(obs), deterministic, self.rng)
 
     def _check(self, obs: np.ndarray) -> np.ndarray:
         x = np.asarray(obs)
