@@ -1,7 +1,10 @@
 """World Models' controller: a linear map on ``[z, h]`` trained by CMA-ES inside a dream.
 
 The controller (Ha & Schmidhuber 2018; Dropout's Dream Land, Wellmer & Kwok 2021)
-is ``action = actions[argmax([z, h] @ W + b)]``, its parameters one flat vector
+is ``action = actions[argmax([z, h] @ W + b)]`` for discrete action ids, or, for a
+continuous ``Box(low, high, (d,))`` action space (CarRacing), World Models'
+``tanh`` controller mapped onto the Box:
+``action = low + (tanh([z, h] @ W + b) + 1) / 2 * (high - low)``; its parameters one flat vector
 optimised by CMA-ES (the ``cma`` package): population 64, 16 dream episodes per
 candidate, initial step size 0.1, fitness = mean dream return.
 
@@ -41,6 +44,8 @@ Usage::
     from simlab.policies.cmaes import CMAESConfig, train_cmaes
     ctrl, info = train_cmaes(lambda n, s: model.as_vec_env(n, seed=s), in_dim=32 + 256,
                              actions=list(range(15)), cfg=CMAESConfig(generations=200), run=run)
+    # continuous actions: pass the Box where the action ids go
+    ctrl, info = train_cmaes(make_env, 32 + 256, model.action_space, cfg)   # Box([-1,0,0],[1,1,1])
 """
 
 from __future__ import annotations
@@ -58,7 +63,9 @@ from typing import Any
 
 import numpy as np
 import torch
+from gymnasium import spaces
 
+from simlab.actions import action_space_from_json, action_space_to_json, check_box
 from simlab.config import to_dict
 from simlab.data import atomic_dir, atomic_path, recover_dir, sha256_file, write_json_atomic
 from simlab.errors import CheckpointError, ConfigError
@@ -76,6 +83,37 @@ MakeEnv = Callable[[int, int], Any]
 """``make_env(num_envs, seed) -> VectorEnv`` (gymnasium 1.x, same-step autoreset)."""
 LogFn = Callable[[int, dict[str, float]], None]
 """``log(step, metrics)`` callback."""
+Actions = Sequence[int] | spaces.Box
+"""A controller's action spec: discrete env action ids (one output each), or a 1-D ``Box`` with
+finite bounds for continuous actions (one tanh output per dimension)."""
+
+
+def parse_actions(actions: Any, who: str = "LinearController") -> list[int] | spaces.Box:
+    """Normalise an action spec: a list of ids >= 0 (non-empty) or a float32 ``Box``; ConfigError otherwise."""
+    if isinstance(actions, spaces.Box):
+        return check_box(actions, f"{who}: action Box")
+    if isinstance(actions, (spaces.Space, str, bytes)):
+        raise ConfigError(f"{who}: actions must be a list of action ids or a gymnasium Box, got {actions!r}")
+    try:
+        acts = [int(a) for a in actions]
+    except (TypeError, ValueError):
+        raise ConfigError(f"{who}: actions must be a list of action ids or a gymnasium Box, got {actions!r}") \
+            from None
+    if not acts or min(acts) < 0:
+        raise ConfigError(f"{who}: actions must be a non-empty list of ids >= 0, got {actions!r}")
+    return acts
+
+
+def actions_json(actions: list[int] | spaces.Box) -> list[int] | dict[str, Any]:
+    """JSON form of a parsed action spec (the list itself, or the Box's description)."""
+    return action_space_to_json(actions) if isinstance(actions, spaces.Box) else list(actions)
+
+
+def box_map(y: np.ndarray, low: np.ndarray, high: np.ndarray) -> np.ndarray:
+    """``low + (tanh(y) + 1) / 2 * (high - low)`` in float32, clipped to ``[low, high]`` (rounding)."""
+    t = np.tanh(y, dtype=np.float32)
+    out = (t + 1.0) * 0.5 * (high - low) + low
+    return np.clip(out, low, high).astype(np.float32, copy=False)
 
 
 # ---- saved-tensor directories (shared by the controller and the dream PPO actor) ---------------
@@ -147,44 +185,61 @@ def load_tensor_dir(path: str | Path, classes: Sequence[str]) -> tuple[dict[str,
 
 # ---- the controller ------------------------------------------------------------------------------
 class LinearController:
-    """``act(obs) = actions[argmax(obs @ W + b)]`` on flat float observations (``[z, h]``).
+    """A linear controller on flat float observations (``[z, h]``).
+
+    Discrete (``actions`` a list of ids): ``act(obs) = actions[argmax(obs @ W + b)]``,
+    int64 ``(B,)``. Continuous (``actions`` a ``gymnasium.spaces.Box(low, high, (d,))`` with
+    finite bounds): ``act(obs) = low + (tanh(obs @ W + b) + 1) / 2 * (high - low)``,
+    float32 ``(B, d)``, always inside the Box (World Models' tanh controller mapped onto it).
 
     Args:
         in_dim: observation size (``z_dim + hidden`` for a dream).
         actions: env action id of each output (e.g. ``list(range(15))``, or a subset of
-            the game's actions); the controller has ``len(actions)`` outputs.
+            the game's actions; ``len(actions)`` outputs), or a ``Box`` (``d`` outputs).
         params: optional flat parameter vector (see :meth:`get_params`); default zeros.
 
-    Parameters are float32; the flat vector is ``W`` (``in_dim x len(actions)``,
-    row-major) followed by ``b`` (``len(actions)``).
+    Parameters are float32; the flat vector is ``W`` (``in_dim x n_outputs``,
+    row-major) followed by ``b`` (``n_outputs``). Save/load keep the mode and the bounds.
     """
 
     CLASS = "LinearController"
 
-    def __init__(self, in_dim: int, actions: Sequence[int], params: np.ndarray | None = None,
+    def __init__(self, in_dim: int, actions: Actions, params: np.ndarray | None = None,
                  meta: dict[str, Any] | None = None) -> None:
         if int(in_dim) < 1:
             raise ConfigError(f"LinearController: in_dim must be >= 1, got {in_dim}")
-        acts = [int(a) for a in actions]
-        if not acts or min(acts) < 0:
-            raise ConfigError(f"LinearController: actions must be a non-empty list of ids >= 0, got {actions!r}")
+        acts = parse_actions(actions)
         self.in_dim = int(in_dim)
-        self.actions = acts
-        self._action_ids = np.asarray(acts, np.int64)
-        self.W = np.zeros((self.in_dim, len(acts)), np.float32)
-        self.b = np.zeros(len(acts), np.float32)
+        self.actions: list[int] | spaces.Box = acts
+        """The action ids, or the float32 Box of a continuous controller."""
+        if isinstance(acts, spaces.Box):
+            self.box: spaces.Box | None = acts
+            self.low, self.high = acts.low.copy(), acts.high.copy()
+            self._action_ids = None
+            n_out = int(acts.shape[0])
+        else:
+            self.box = None
+            self._action_ids = np.asarray(acts, np.int64)
+            n_out = len(acts)
+        self.W = np.zeros((self.in_dim, n_out), np.float32)
+        self.b = np.zeros(n_out, np.float32)
         self.meta = dict(meta or {})
         if params is not None:
             self.set_params(params)
 
     @property
+    def continuous(self) -> bool:
+        """True for a Box (continuous) controller."""
+        return self.box is not None
+
+    @property
     def n_outputs(self) -> int:
-        """Number of outputs (``len(actions)``)."""
-        return len(self.actions)
+        """Number of outputs (``len(actions)``, or the Box's dimension ``d``)."""
+        return int(self.b.shape[0])
 
     @property
     def num_params(self) -> int:
-        """Length of the flat parameter vector: ``in_dim * len(actions) + len(actions)``."""
+        """Length of the flat parameter vector: ``in_dim * n_outputs + n_outputs``."""
         return self.in_dim * self.n_outputs + self.n_outputs
 
     def get_params(self) -> np.ndarray:
@@ -209,34 +264,52 @@ class LinearController:
         return x
 
     def logits(self, obs: np.ndarray) -> np.ndarray:
-        """``(B, len(actions))`` float32 scores ``obs @ W + b``."""
+        """``(B, n_outputs)`` float32 scores ``obs @ W + b`` (pre-tanh for a continuous controller)."""
         return self._check(obs) @ self.W + self.b
 
     def act(self, obs: np.ndarray, deterministic: bool = True) -> np.ndarray:
-        """Env action ids ``(B,)`` int64 for observations ``(B, in_dim)`` (a single ``(in_dim,)`` -> ``(1,)``).
+        """Actions for observations ``(B, in_dim)`` (a single ``(in_dim,)`` counts as ``B = 1``):
+        env action ids ``(B,)`` int64, or for a continuous controller float32 ``(B, d)`` in the Box.
 
         ``deterministic`` is accepted for the simlab policy interface; the controller is
         always deterministic.
         """
-        return self._action_ids[self.logits(obs).argmax(axis=1)]
+        y = self.logits(obs)
+        if self.box is not None:
+            return box_map(y, self.low, self.high)
+        assert self._action_ids is not None
+        return self._action_ids[y.argmax(axis=1)]
 
     def save(self, path: str | Path, meta: dict[str, Any] | None = None) -> Path:
-        """Write ``path/config.json`` + ``path/model.safetensors`` (W, b as float32)."""
+        """Write ``path/config.json`` + ``path/model.safetensors`` (W, b as float32).
+
+        ``network`` is ``{"in_dim", "actions": [ids]}`` or, continuous, ``{"in_dim", "action_space":
+        {"type": "Box", "low", "high", ...}}``; ``action_space`` holds the same Box or the Discrete ids.
+        """
+        if self.box is not None:
+            box = action_space_to_json(self.box)
+            network: dict[str, Any] = {"in_dim": self.in_dim, "action_space": box}
+            act_space: dict[str, Any] = box
+        else:
+            ids = list(self.actions)  # type: ignore[arg-type]
+            network = {"in_dim": self.in_dim, "actions": ids}
+            act_space = {"type": "Discrete", "n": int(max(ids)) + 1, "actions": ids}
         return save_tensor_dir(
-            path, self.CLASS, {"in_dim": self.in_dim, "actions": list(self.actions)},
+            path, self.CLASS, network,
             {"W": torch.from_numpy(self.W.copy()), "b": torch.from_numpy(self.b.copy())},
             {"type": "Box", "shape": [self.in_dim], "dtype": "float32"},
-            {"type": "Discrete", "n": int(max(self.actions)) + 1, "actions": list(self.actions)},
-            {**self.meta, **(meta or {})})
+            act_space, {**self.meta, **(meta or {})})
 
     @classmethod
     def load(cls, path: str | Path) -> LinearController:
-        """Load a saved controller; CheckpointError naming the file when anything is off."""
+        """Load a saved controller (discrete or continuous); CheckpointError naming the file when anything is off."""
         path = Path(path)
         doc, t = load_tensor_dir(path, (cls.CLASS,))
         net = doc["network"]
         try:
-            ctrl = cls(int(net["in_dim"]), [int(a) for a in net["actions"]], meta=doc.get("meta"))
+            acts: Actions = action_space_from_json(net["action_space"]) if "action_space" in net \
+                else [int(a) for a in net["actions"]]
+            ctrl = cls(int(net["in_dim"]), acts, meta=doc.get("meta"))
         except (KeyError, TypeError, ValueError) as e:
             raise CheckpointError(f"{path / CONFIG_NAME}: bad network config {net!r} ({e})") from None
         want = {"W": (ctrl.in_dim, ctrl.n_outputs), "b": (ctrl.n_outputs,)}
@@ -250,6 +323,17 @@ class LinearController:
 
     def __repr__(self) -> str:
         return f"LinearController(in_dim={self.in_dim}, actions={self.actions})"
+
+    # ``rollout_controllers`` applies many controllers at once; this is its batched act.
+    @staticmethod
+    def batched_act(x: np.ndarray, W: np.ndarray, b: np.ndarray, actions: list[int] | spaces.Box) -> np.ndarray:
+        """Actions of ``P`` controllers on ``x`` ``(P, E, in_dim)`` with ``W`` ``(P, in_dim, k)`` and ``b``
+        ``(P, 1, k)``: int64 ``(P * E,)`` ids, or float32 ``(P * E, d)`` for a Box."""
+        y = np.matmul(x, W)
+        y += b
+        if isinstance(actions, spaces.Box):
+            return box_map(y.reshape(-1, y.shape[-1]), actions.low, actions.high)
+        return np.asarray(actions, np.int64)[y.argmax(axis=2).reshape(-1)]
 
 
 # ---- config --------------------------------------------------------------------------------------
@@ -301,7 +385,7 @@ def generation_seed(seed: int, generation: int, stream: int = 0) -> int:
 
 
 # ---- batched rollouts ----------------------------------------------------------------------------
-def _check_env(env: Any, in_dim: int, actions: Sequence[int], num_envs: int) -> None:
+def _check_env(env: Any, in_dim: int, actions: list[int] | spaces.Box, num_envs: int) -> None:
     name = type(env).__name__
     if int(getattr(env, "num_envs", -1)) != num_envs:
         raise ConfigError(f"{name}: make_env({num_envs}, seed) returned an env with "
@@ -309,19 +393,32 @@ def _check_env(env: Any, in_dim: int, actions: Sequence[int], num_envs: int) -> 
     shape = getattr(getattr(env, "single_observation_space", None), "shape", None)
     if shape is not None and tuple(shape) != (in_dim,):
         raise ConfigError(f"{name}: observations have shape {tuple(shape)}, the controller takes ({in_dim},)")
-    n = getattr(getattr(env, "single_action_space", None), "n", None)
+    space = getattr(env, "single_action_space", None)
+    if isinstance(actions, spaces.Box):
+        if isinstance(space, spaces.Discrete):
+            raise ConfigError(f"{name}: has Discrete({int(space.n)}) actions, the controller is continuous {actions}")
+        if isinstance(space, spaces.Box):
+            if tuple(space.shape) != tuple(actions.shape):
+                raise ConfigError(f"{name}: action shape {tuple(space.shape)} != the controller's {actions.shape}")
+            if (actions.low < space.low).any() or (actions.high > space.high).any():
+                raise ConfigError(f"{name}: the controller's action Box {actions} is not inside the env's {space}")
+        return
+    if isinstance(space, spaces.Box):
+        raise ConfigError(f"{name}: has continuous {space} actions, the controller picks discrete ids {actions}")
+    n = getattr(space, "n", None)
     if n is not None and max(actions) >= int(n):
         raise ConfigError(f"{name}: action ids {list(actions)} exceed its Discrete({int(n)}) action space")
 
 
-def rollout_controllers(make_env: MakeEnv, params: np.ndarray, in_dim: int, actions: Sequence[int],
+def rollout_controllers(make_env: MakeEnv, params: np.ndarray, in_dim: int, actions: Actions,
                         episodes: int, seed: int, max_episode_steps: int) -> dict[str, Any]:
     """Play ``episodes`` episodes of each of ``P`` linear controllers in ONE batched env.
 
     Args:
         make_env: ``make_env(num_envs, seed)``; called once with ``num_envs = P * episodes``.
         params: ``(P, num_params)`` flat controller parameters (:meth:`LinearController.get_params`).
-        in_dim, actions: the controllers' input size and action ids.
+        in_dim, actions: the controllers' input size and action ids (or a ``Box``: continuous
+            controllers, ``(P * episodes, d)`` float32 actions per step).
         episodes: episodes per controller; slot ``i * episodes + j`` is controller ``i``'s ``j``-th.
         seed: passed to ``make_env`` and to ``env.reset(seed=seed)``.
         max_episode_steps: step limit; slots still running then count their partial return.
@@ -331,14 +428,14 @@ def rollout_controllers(make_env: MakeEnv, params: np.ndarray, in_dim: int, acti
         "finished": (P, episodes) bool, "steps": int}`` (the first episode of every slot).
     """
     params = np.atleast_2d(np.asarray(params, np.float64))
-    n_out = len(actions)
+    actions = parse_actions(actions, "rollout_controllers")
+    n_out = int(actions.shape[0]) if isinstance(actions, spaces.Box) else len(actions)
     p = params.shape[0]
     if params.shape[1] != in_dim * n_out + n_out:
         raise ConfigError(f"expected {in_dim * n_out + n_out} parameters per controller, got {params.shape[1]}")
     n = p * episodes
     W = params[:, : in_dim * n_out].reshape(p, in_dim, n_out).astype(np.float32)
     b = params[:, in_dim * n_out:].astype(np.float32)[:, None, :]
-    ids = np.asarray(list(actions), np.int64)
     ret = np.zeros(n, np.float64)
     length = np.zeros(n, np.int64)
     done = np.zeros(n, bool)
@@ -349,9 +446,7 @@ def rollout_controllers(make_env: MakeEnv, params: np.ndarray, in_dim: int, acti
         obs, _ = env.reset(seed=seed)
         while steps < max_episode_steps and not done.all():
             x = _to_numpy(obs).astype(np.float32, copy=False).reshape(p, episodes, in_dim)
-            logits = np.matmul(x, W)
-            logits += b
-            act = ids[logits.argmax(axis=2).reshape(n)]
+            act = LinearController.batched_act(x, W, b, actions)
             obs, rew, term, trunc, _ = env.step(act)
             steps += 1
             live = ~done
@@ -449,7 +544,8 @@ def _save_checkpoint(final: Path, state: dict[str, Any], es: _ES, best: LinearCo
         write_json_atomic(tmp / STATE, state)
 
 
-def _load_checkpoint(final: Path, cfg: CMAESConfig, in_dim: int, actions: list[int]) -> dict[str, Any] | None:
+def _load_checkpoint(final: Path, cfg: CMAESConfig, in_dim: int,
+                     actions: list[int] | dict[str, Any]) -> dict[str, Any] | None:
     recover_dir(final)
     sp = final / STATE
     if not sp.exists():
@@ -463,7 +559,7 @@ def _load_checkpoint(final: Path, cfg: CMAESConfig, in_dim: int, actions: list[i
         raise CheckpointError(f"{sp}: not a CMA-ES checkpoint (needs {', '.join(need)})")
     if state["format_version"] > FORMAT_VERSION:
         raise CheckpointError(f"{sp}: format version {state['format_version']} is newer than this simlab reads")
-    if state["in_dim"] != in_dim or list(state["actions"]) != actions:
+    if state["in_dim"] != in_dim or state["actions"] != actions:
         raise ConfigError(f"{sp}: checkpoint is for in_dim={state['in_dim']}, actions={state['actions']}; "
                           f"resumed with in_dim={in_dim}, actions={actions}")
     diff = _config_diff(state["config"], to_dict(cfg)) - RESUMABLE_CHANGES
@@ -500,18 +596,21 @@ def _replay(es: _ES, state: dict[str, Any], final: Path, popsize: int) -> None:
 
 
 # ---- training ------------------------------------------------------------------------------------
-def train_cmaes(make_env: MakeEnv, in_dim: int, actions: Sequence[int], cfg: CMAESConfig,
+def train_cmaes(make_env: MakeEnv, in_dim: int, actions: Actions, cfg: CMAESConfig,
                 run: Any = None, progress: bool = True, log: LogFn | None = None,
                 ) -> tuple[LinearController, dict[str, Any]]:
     """Train a :class:`LinearController` with CMA-ES in a batched (dream) env.
 
     Args:
         make_env: ``make_env(num_envs, seed) -> VectorEnv`` (positional); float32 observations
-            of shape ``(in_dim,)``, Discrete actions, same-step autoreset. Called once per
+            of shape ``(in_dim,)``, Discrete (or, with a Box ``actions``, Box) actions, same-step
+            autoreset. Called once per
             generation with ``num_envs = popsize * episodes_per_candidate`` and once per
             evaluation of the CMA mean with ``num_envs = eval_episodes``.
         in_dim: observation size (``z_dim + hidden``).
-        actions: env action id of each controller output.
+        actions: env action id of each controller output, or a ``gymnasium.spaces.Box`` (finite
+            bounds, e.g. ``model.action_space`` of a continuous world model) for a continuous
+            tanh controller (see :class:`LinearController`).
         cfg: the :class:`CMAESConfig`.
         run: optional :class:`simlab.runs.RunDir`: metrics, a checkpoint after every generation,
             the final controller in ``RUN/controller``. If ``RUN/checkpoints/cmaes`` holds a
@@ -540,7 +639,7 @@ def train_cmaes(make_env: MakeEnv, in_dim: int, actions: Sequence[int], cfg: CMA
     if not isinstance(cfg, CMAESConfig):
         raise ConfigError(f"cfg must be a CMAESConfig, got {type(cfg).__name__}")
     cfg = dataclasses.replace(cfg)  # re-validates
-    actions = [int(a) for a in actions]
+    actions = parse_actions(actions, "train_cmaes")
     ctrl = LinearController(in_dim, actions)
     n = ctrl.num_params
     if n < 2:
@@ -556,7 +655,7 @@ def train_cmaes(make_env: MakeEnv, in_dim: int, actions: Sequence[int], cfg: CMA
     start = 0
     final = run.checkpoint(CHECKPOINT) if run is not None else None
     if final is not None:
-        state = _load_checkpoint(final, cfg, int(in_dim), actions)
+        state = _load_checkpoint(final, cfg, int(in_dim), actions_json(actions))
         if state is not None:
             _replay(es, state, final, cfg.popsize)
             start = int(state["generation"])
@@ -574,7 +673,7 @@ def train_cmaes(make_env: MakeEnv, in_dim: int, actions: Sequence[int], cfg: CMA
         state = {
             "format_version": FORMAT_VERSION, "trainer": "cmaes", "generation": g, "time": time.time(),
             "cma_version": cma.__version__, "numpy_version": np.__version__, "config": to_dict(cfg),
-            "in_dim": int(in_dim), "actions": actions, "num_params": n, "fitness": fitness_log,
+            "in_dim": int(in_dim), "actions": actions_json(actions), "num_params": n, "fitness": fitness_log,
             "candidates_sha256": digests, "history": history, "evals": evals,
             "best": {"return": best_return if math.isfinite(best_return) else None, "generation": best_gen,
                      "source": best_source},
@@ -673,9 +772,11 @@ class WorldModelAgent:
             ``initial_state(batch) -> state``, ``rnn_step(z, actions (B,), state) -> state`` and
             ``hidden(state) -> h (B, hidden)``; tensors or arrays. ``state`` may be an array
             or a tuple/list/dict of them, batch on axis 0. For the SPEC's
-            ``DropoutWorldModel`` use :class:`DropoutWorldModelView`.
+            ``DropoutWorldModel`` use :class:`DropoutWorldModelView`. A ``continuous = True``
+            attribute means ``rnn_step`` takes float actions ``(B, action_dim)``.
         controller: anything with ``act(obs (B, z_dim + hidden)) -> actions (B,)``
-            (a :class:`LinearController`, a dream PPO policy).
+            (a :class:`LinearController`, a dream PPO policy), or ``(B, action_dim)`` floats
+            when the world model or the controller has ``continuous = True``.
 
     A batch of a different size than the current state starts fresh states for all slots.
     """
@@ -711,10 +812,19 @@ class WorldModelAgent:
         x = np.concatenate([_to_numpy(z).reshape(b, -1), _to_numpy(h).reshape(b, -1)], axis=1)
         return z, x.astype(np.float32)
 
+    @property
+    def continuous(self) -> bool:
+        """True when actions are float vectors (the world model or the controller says so)."""
+        return bool(getattr(self.world_model, "continuous", False) or getattr(self.controller, "continuous", False))
+
     def act(self, obs: np.ndarray, deterministic: bool = True) -> np.ndarray:
-        """Actions ``(B,)`` int64 for real frames ``(B, 64, 64, 3)`` uint8; advances the recurrent state."""
+        """Actions for real frames ``(B, 64, 64, 3)`` uint8: int64 ``(B,)`` ids, or float32
+        ``(B, action_dim)`` for a continuous model; advances the recurrent state."""
         z, x = self.features(obs)
-        a = np.asarray(self.controller.act(x), np.int64).reshape(-1)
+        if self.continuous:
+            a = np.asarray(self.controller.act(x), np.float32).reshape(x.shape[0], -1)
+        else:
+            a = np.asarray(self.controller.act(x), np.int64).reshape(-1)
         with torch.no_grad():
             self.state = self.world_model.rnn_step(z, a, self.state)
         return a
@@ -726,13 +836,16 @@ class DropoutWorldModelView:
     ``encode`` is the VAE mean ``mu`` (or a sample ``mu + exp(logvar / 2) * eps`` with
     ``sample_z``), ``initial_state`` / ``rnn_step`` are the MDN-RNN's ``initial_state(batch,
     device)`` and ``step(z, a, state).state`` without dropout masks (no dropout in the real
-    env), ``hidden`` is ``h`` of the LSTM state ``(h, c)``.
+    env), ``hidden`` is ``h`` of the LSTM state ``(h, c)``. For a continuous MDN-RNN
+    (``rnn.continuous``) :attr:`continuous` is True and ``rnn_step`` passes float32
+    ``(B, action_dim)`` actions.
     """
 
     def __init__(self, model: Any, device: str = "cpu", sample_z: bool = False, seed: int = 0) -> None:
         self.vae, self.rnn, self.device = model.vae, model.rnn, device
         self.sample_z = sample_z
         self.gen = torch.Generator(device=device).manual_seed(seed)
+        self.continuous = bool(getattr(self.rnn, "continuous", False))
 
     def encode(self, frames: np.ndarray) -> torch.Tensor:
         mu, logvar = self.vae.encode(torch.as_tensor(np.asarray(frames), device=self.device))
@@ -745,6 +858,9 @@ class DropoutWorldModelView:
         return self.rnn.initial_state(batch, self.device)
 
     def rnn_step(self, z: torch.Tensor, actions: np.ndarray, state: Any) -> Any:
+        if self.continuous:
+            a = torch.as_tensor(np.asarray(actions, np.float32), device=self.device).reshape(z.shape[0], -1)
+            return self.rnn.step(z, a, state).state
         a = torch.as_tensor(np.asarray(actions), dtype=torch.long, device=self.device)
         return self.rnn.step(z, a, state).state
 

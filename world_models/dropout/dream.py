@@ -19,7 +19,9 @@ Dropout (mask modes):
     mixtures, reward and done probability are the means, the LSTM state the mean state.
     Masks act on the z input and the recurrent state only, never on actions.
 Action Space:
-    ``Discrete(n_actions)``.
+    ``Discrete(n_actions)``, or for a continuous model the model's float32
+    ``Box(low, high, (action_dim,))`` (e.g. CarRacing's ``Box([-1, 0, 0], [1, 1, 1])``);
+    a NaN/inf or out-of-bounds continuous action raises ActionError (one line).
 Observation Space:
     float32 ``[z, h]`` of size ``z_dim + hidden``: the current latent (unbounded)
     and the LSTM output (in [-1, 1]), as a World Models controller sees it.
@@ -54,8 +56,8 @@ from gymnasium.error import ResetNeeded
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
-from simlab.actions import check_discrete_actions
-from simlab.errors import ConfigError
+from simlab.actions import check_box_actions, check_discrete_actions
+from simlab.errors import ActionError, ConfigError
 from simlab.world_models.base import check_rate, resolve_device
 from simlab.world_models.dropout.mdnrnn import MDNRNN, Masks, _check_tau, sample_mixture
 from simlab.world_models.dropout.model import DropoutWorldModel
@@ -74,7 +76,7 @@ class FusedStep:
     """The MDN-RNN transition with its weights fused for the dream's hot loop (same maths as
     :meth:`MDNRNN.step`, up to float rounding).
 
-    One matmul for the LSTM (``[z * m_z, onehot(a), h * m_h]`` against ``[W_ih, W_hh]``),
+    One matmul for the LSTM (``[z * m_z, onehot(a) or a, h * m_h]`` against ``[W_ih, W_hh]``),
     tanh computed as ``2 sigmoid(2x) - 1`` (the ``g`` rows are pre-scaled by 2, so one
     sigmoid covers all four gates), and one matmul for the MDN, reward and done heads.
     The fused copies are rebuilt whenever a parameter of the MDN-RNN changes.
@@ -121,10 +123,11 @@ class FusedStep:
 
     def cell(self, z: torch.Tensor, a: torch.Tensor, h: torch.Tensor, c: torch.Tensor,
              masks: Masks | None) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(h_t, c_t)`` from ``z_t`` ``(R, z_dim)``, ``a_t`` ``(R,)`` long, ``h``, ``c`` ``(R, hidden)``."""
+        """``(h_t, c_t)`` from ``z_t`` ``(R, z_dim)``, ``a_t`` ``(R,)`` long (continuous: ``(R, action_dim)``
+        float), ``h``, ``c`` ``(R, hidden)``."""
         self._refresh()
         rnn = self.rnn
-        zd, na = rnn.z_dim, rnn.n_actions
+        zd, na = rnn.z_dim, rnn.action_width
         x = torch.empty(z.shape[0], zd + na + rnn.hidden, device=z.device, dtype=self.dtype)
         if masks is None:
             x[:, :zd] = z
@@ -132,9 +135,12 @@ class FusedStep:
         else:
             torch.mul(z, masks.z, out=x[:, :zd])
             torch.mul(h, masks.h, out=x[:, zd + na:])
-        onehot = x[:, zd:zd + na]
-        onehot.zero_()
-        onehot.scatter_(1, a.view(-1, 1), 1.0)
+        if rnn.continuous:
+            x[:, zd:zd + na] = a
+        else:
+            onehot = x[:, zd:zd + na]
+            onehot.zero_()
+            onehot.scatter_(1, a.view(-1, 1), 1.0)
         gates = torch.addmm(self.b_cell, x, self.w_cell_t)
         gates = (gates if gates.dtype == torch.float32 else gates.float()).sigmoid_()
         i, f, s, o = gates.chunk(4, dim=1)                      # s = sigmoid(2 g) = (tanh(g) + 1) / 2
@@ -219,7 +225,15 @@ class DreamCore:
         self.ready = False
         low = np.concatenate([np.full(zd, -np.inf), np.full(hd, -1.0)]).astype(np.float32)
         self.single_observation_space = spaces.Box(low, -low, dtype=np.float32)
-        self.single_action_space = spaces.Discrete(model.n_actions)
+        self.continuous = model.continuous
+        if self.continuous:
+            box = model.action_space
+            self.single_action_space = spaces.Box(box.low.copy(), box.high.copy(), dtype=np.float32)
+            self.low, self.high = box.low.copy(), box.high.copy()
+            self.low_t = torch.from_numpy(self.low).to(self.device)
+            self.high_t = torch.from_numpy(self.high).to(self.device)
+        else:
+            self.single_action_space = spaces.Discrete(model.n_actions)
 
     def reseed(self, seed: Any) -> None:
         if isinstance(seed, (list, tuple, np.ndarray)):
@@ -230,12 +244,28 @@ class DreamCore:
             raise ConfigError(f"seed must be an integer, got {seed!r} ({e})") from None
 
     def to_tensor(self, actions: Any) -> torch.Tensor:
-        """Validated actions as a long ``(N,)`` tensor on the device (numpy/list/int or torch input)."""
+        """Validated actions as a long ``(N,)`` tensor on the device (numpy/list/int or torch input);
+        for a continuous model a float32 ``(N, action_dim)`` tensor inside the Box (ActionError otherwise)."""
+        if self.continuous:
+            return self._box_tensor(actions)
         if isinstance(actions, torch.Tensor):
             a = actions.reshape(1) if actions.ndim == 0 and self.num_envs == 1 else actions
             return self.rnn.check_actions(a, (self.num_envs,)).to(self.device)
         a = check_discrete_actions(actions, self.num_envs, self.model.n_actions)
         return torch.from_numpy(a).to(self.device)
+
+    def _box_tensor(self, actions: Any) -> torch.Tensor:
+        n, d = self.num_envs, self.low.shape[0]
+        if not isinstance(actions, torch.Tensor):
+            return torch.from_numpy(check_box_actions(actions, n, self.low, self.high)).to(self.device)
+        a = actions.reshape(1, d) if tuple(actions.shape) == (d,) and n == 1 else actions
+        a = self.rnn.check_actions(a, (n,)).to(self.device)  # shape, dtype, finite
+        bad = (a < self.low_t) | (a > self.high_t)
+        if bool(bad.any()):
+            i, j = (int(v) for v in torch.nonzero(bad)[0])
+            raise ActionError(f"action component {j} = {float(a[i, j]):.6g} outside "
+                              f"[{float(self.low[j]):.6g}, {float(self.high[j]):.6g}]")
+        return a
 
     @torch.no_grad()
     def reset_slots(self, idx: np.ndarray | None, start_index: Any = None) -> np.ndarray:
@@ -283,7 +313,8 @@ class DreamCore:
         if self.mask_mode == "mc_mean":
             s = self.mc_samples
             masks = rnn.sample_masks(s * n, self.rate, generator=self.gen, device=self.device)
-            h, c = fused.cell(self.z.repeat(s, 1), a.repeat(s), self.h.repeat(s, 1), self.c.repeat(s, 1), masks)
+            a_rep = a.repeat(s, 1) if a.ndim == 2 else a.repeat(s)
+            h, c = fused.cell(self.z.repeat(s, 1), a_rep, self.h.repeat(s, 1), self.c.repeat(s, 1), masks)
             logits, mu_logsigma, rew, done_logit = fused.heads(h)
 
             def pool(x: torch.Tensor) -> torch.Tensor:  # (s*n, K, ...) -> (n, s*K, ...)
@@ -468,7 +499,8 @@ class DreamEnv(gymnasium.Env):
         return obs[0], {"start_index": int(self.core.start_idx[0])}
 
     def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
-        """One dream step; ActionError for an action outside ``[0, n_actions)``."""
+        """One dream step; ActionError for an action outside ``[0, n_actions)`` (continuous: outside the
+        Box, NaN/inf, or not of shape ``(action_dim,)``)."""
         core = self.core
         if self._done:
             raise ResetNeeded("call reset() before step() (at the start and after an episode ends)")

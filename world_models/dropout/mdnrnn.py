@@ -1,9 +1,14 @@
-"""MDN-RNN with Dropout's Dream Land dropout: an LSTM over ``[z_t, onehot(a_t)]`` + mixture head.
+"""MDN-RNN with Dropout's Dream Land dropout: an LSTM over ``[z_t, a_t]`` + mixture head.
 
-One transition: ``h_t, c_t = LSTMCell([z_t * m_z, onehot(a_t)], (h_{t-1} * m_h, c_{t-1}))``,
+One transition: ``h_t, c_t = LSTMCell([z_t * m_z, act(a_t)], (h_{t-1} * m_h, c_{t-1}))``,
 then from ``h_t``: a per-dimension mixture of ``K`` Gaussians over ``z_{t+1}``
 (``logpi``, ``mu``, ``logsigma``, each ``(B, K, z_dim)``), the reward ``r_t`` and
 the done logit of step ``t``.
+
+Actions: discrete ids (``MDNRNNConfig.action_dim == 0``, the default) enter as
+``act(a_t) = onehot(a_t)`` of size ``n_actions``; continuous actions
+(``action_dim = d > 0``, e.g. CarRacing's ``Box([-1, 0, 0], [1, 1, 1])``, d = 3)
+enter as the raw float vector ``act(a_t) = a_t`` of size ``d``.
 
 Dropout (Wellmer & Kwok 2021) lives only inside the LSTM: Bernoulli keep-masks
 ``m_z`` ``(B, z_dim)`` on the z part of the input and ``m_h`` ``(B, hidden)`` on
@@ -46,7 +51,7 @@ class MDNRNNConfig:
     z_dim: int = 32
     """Latent size (the ConvVAE's)."""
     n_actions: int = 15
-    """Discrete actions, fed as a one-hot."""
+    """Discrete actions, fed as a one-hot (ignored, and stored as 0, when ``action_dim > 0``)."""
     hidden: int = 256
     """LSTM width (World Models: 256 CarRacing, 512 Doom)."""
     mixtures: int = 5
@@ -57,15 +62,36 @@ class MDNRNNConfig:
     """Predict the reward of each step."""
     done_head: bool = True
     """Predict whether each step ends the episode."""
+    action_dim: int = 0
+    """0: discrete actions (one-hot of ``n_actions``); ``d > 0``: continuous actions, float
+    vectors of size ``d`` fed raw (never masked); ``n_actions`` is then set to 0."""
 
     def __post_init__(self) -> None:
+        v = self.action_dim
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 0:
+            raise ConfigError(f"MDNRNNConfig.action_dim must be an integer >= 0, got {v!r}")
+        self.action_dim = int(v)
+        if self.action_dim > 0:
+            self.n_actions = 0
         for name in ("z_dim", "n_actions", "hidden", "mixtures"):
+            if name == "n_actions" and self.action_dim > 0:
+                continue
             v = getattr(self, name)
             if isinstance(v, bool) or int(v) != v or v < 1:
                 raise ConfigError(f"MDNRNNConfig.{name} must be a positive integer, got {v!r}")
             setattr(self, name, int(v))
         self.dropout = check_rate(self.dropout, "MDNRNNConfig.dropout")
         self.reward_head, self.done_head = bool(self.reward_head), bool(self.done_head)
+
+    @property
+    def continuous(self) -> bool:
+        """True for continuous (float vector) actions."""
+        return self.action_dim > 0
+
+    @property
+    def action_width(self) -> int:
+        """Width of the action part of the LSTM input: ``action_dim`` or ``n_actions``."""
+        return self.action_dim if self.action_dim > 0 else self.n_actions
 
 
 class Masks(NamedTuple):
@@ -186,7 +212,8 @@ class MDNRNN(PretrainedMixin, nn.Module):
 
     Args:
         config: an :class:`MDNRNNConfig`, or its fields as keyword arguments
-            (``MDNRNN(z_dim=8, n_actions=3, hidden=32)``).
+            (``MDNRNN(z_dim=8, n_actions=3, hidden=32)``; continuous actions:
+            ``MDNRNN(z_dim=8, action_dim=3, hidden=32)``).
     """
 
     config_class = MDNRNNConfig
@@ -197,7 +224,7 @@ class MDNRNN(PretrainedMixin, nn.Module):
         super().__init__()
         self.config: MDNRNNConfig = _config(MDNRNNConfig, config, kw)
         c = self.config
-        self.cell = nn.LSTMCell(c.z_dim + c.n_actions, c.hidden)
+        self.cell = nn.LSTMCell(c.z_dim + c.action_width, c.hidden)
         self.mdn = nn.Linear(c.hidden, 3 * c.mixtures * c.z_dim)
         self.reward_fc = nn.Linear(c.hidden, 1) if c.reward_head else None
         self.done_fc = nn.Linear(c.hidden, 1) if c.done_head else None
@@ -213,7 +240,23 @@ class MDNRNN(PretrainedMixin, nn.Module):
 
     @property
     def n_actions(self) -> int:
+        """Discrete action count (0 for a continuous model)."""
         return self.config.n_actions
+
+    @property
+    def action_dim(self) -> int:
+        """Size of a continuous action vector (0 for a discrete model)."""
+        return self.config.action_dim
+
+    @property
+    def continuous(self) -> bool:
+        """True when actions are float vectors of size :attr:`action_dim`."""
+        return self.config.action_dim > 0
+
+    @property
+    def action_width(self) -> int:
+        """Width of the action part of the LSTM input (``action_dim`` or ``n_actions``)."""
+        return self.config.action_width
 
     @property
     def device(self) -> torch.device:
@@ -239,9 +282,24 @@ class MDNRNN(PretrainedMixin, nn.Module):
         return (torch.zeros(batch, self.hidden, device=dev), torch.zeros(batch, self.hidden, device=dev))
 
     def check_actions(self, a: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
-        """``a`` as a long tensor of ``shape`` with values in ``[0, n_actions)``; ActionError otherwise."""
+        """Validated actions for a batch of leading shape ``shape`` (``(B,)`` or ``(B, T)``).
+
+        Discrete: a long tensor of ``shape`` with values in ``[0, n_actions)``. Continuous: a
+        float32 tensor of ``shape + (action_dim,)``, finite (no bounds here: the dream checks
+        its Box). ActionError otherwise.
+        """
         if not isinstance(a, torch.Tensor):
             a = torch.as_tensor(np.asarray(a))
+        if self.continuous:
+            want = (*shape, self.action_dim)
+            if tuple(a.shape) != want:
+                raise ActionError(f"expected continuous actions of shape {want}, got {tuple(a.shape)}")
+            if a.is_complex() or a.dtype == torch.bool:
+                raise ActionError(f"continuous actions must be real numbers, got dtype {a.dtype}")
+            a = a.to(torch.float32)
+            if a.numel() and not bool(torch.isfinite(a).all()):
+                raise ActionError("continuous actions contain NaN or inf")
+            return a
         if tuple(a.shape) != shape:
             raise ActionError(f"expected actions of shape {shape}, got {tuple(a.shape)}")
         if a.is_floating_point() or a.is_complex() or a.dtype == torch.bool:
@@ -257,8 +315,11 @@ class MDNRNN(PretrainedMixin, nn.Module):
             raise ConfigError(f"z must have shape {(*lead, self.z_dim)}, got {tuple(z.shape)}")
 
     def masked_input(self, z: torch.Tensor, a: torch.Tensor, masks: Masks | None = None) -> torch.Tensor:
-        """The LSTM input ``[z * masks.z, onehot(a)]`` ``(B, z_dim + n_actions)``; actions are never masked."""
+        """The LSTM input ``[z * masks.z, onehot(a)]`` ``(B, z_dim + n_actions)``, or for a continuous
+        model ``[z * masks.z, a]`` ``(B, z_dim + action_dim)``; actions are never masked."""
         zin = z if masks is None else z * masks.z
+        if self.continuous:
+            return torch.cat([zin, a.to(device=z.device, dtype=z.dtype)], dim=1)
         onehot = torch.zeros(a.shape[0], self.n_actions, device=z.device, dtype=z.dtype)
         onehot.scatter_(1, a.view(-1, 1), 1.0)
         return torch.cat([zin, onehot], dim=1)
@@ -284,8 +345,9 @@ class MDNRNN(PretrainedMixin, nn.Module):
 
     def step(self, z: torch.Tensor, a: torch.Tensor, state: tuple[torch.Tensor, torch.Tensor] | None = None,
              masks: Masks | None = None) -> StepOut:
-        """One transition: from ``z_t`` ``(B, z_dim)``, ``a_t`` ``(B,)`` long and ``(h_{t-1}, c_{t-1})``
-        (default zeros) predict ``z_{t+1}`` (mixture), ``r_t`` and ``done_t``. ``masks=None``: no dropout."""
+        """One transition: from ``z_t`` ``(B, z_dim)``, ``a_t`` (``(B,)`` long ids, or ``(B, action_dim)``
+        float for a continuous model) and ``(h_{t-1}, c_{t-1})`` (default zeros) predict ``z_{t+1}``
+        (mixture), ``r_t`` and ``done_t``. ``masks=None``: no dropout."""
         b = z.shape[0]
         self._check_z(z, (b,))
         a = self.check_actions(a, (b,)).to(z.device)
@@ -295,7 +357,8 @@ class MDNRNN(PretrainedMixin, nn.Module):
 
     def forward(self, z_seq: torch.Tensor, a_seq: torch.Tensor, masks: Masks | None = None,
                 state: tuple[torch.Tensor, torch.Tensor] | None = None) -> StepOut:
-        """A sequence: ``z_seq`` ``(B, T, z_dim)``, ``a_seq`` ``(B, T)`` -> :class:`StepOut` with a T axis.
+        """A sequence: ``z_seq`` ``(B, T, z_dim)``, ``a_seq`` ``(B, T)`` long (continuous: ``(B, T,
+        action_dim)`` float) -> :class:`StepOut` with a T axis.
 
         The same ``masks`` (one per sequence) apply at every step; ``state`` defaults to zeros.
         """
@@ -318,7 +381,7 @@ class RNNTrainConfig:
     """Hyperparameters of :func:`train_mdnrnn` (the model's ``z_dim`` comes from the data)."""
 
     n_actions: int = 15
-    """Discrete actions of the env."""
+    """Discrete actions of the env (ignored, and stored as 0, when ``action_dim > 0``)."""
     hidden: int = 256
     """LSTM width."""
     mixtures: int = 5
@@ -349,9 +412,20 @@ class RNNTrainConfig:
     """Stop after this many gradient steps (None: run every epoch)."""
     log_every: int = 0
     """Also call ``log`` every this many gradient steps (0: once per epoch only)."""
+    action_dim: int = 0
+    """0: discrete actions (ids in ``[0, n_actions)``); ``d > 0``: continuous actions, float
+    vectors of size ``d`` (e.g. 3 for CarRacing); ``n_actions`` is then set to 0."""
 
     def __post_init__(self) -> None:
+        v = self.action_dim
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 0:
+            raise ConfigError(f"RNNTrainConfig.action_dim must be an integer >= 0, got {v!r}")
+        self.action_dim = int(v)
+        if self.action_dim > 0:
+            self.n_actions = 0
         for name in ("n_actions", "hidden", "mixtures", "epochs", "batch_size"):
+            if name == "n_actions" and self.action_dim > 0:
+                continue
             if getattr(self, name) < 1:
                 raise ConfigError(f"RNNTrainConfig.{name} must be >= 1, got {getattr(self, name)!r}")
         self.dropout = check_rate(self.dropout, "RNNTrainConfig.dropout")
@@ -386,7 +460,7 @@ class _Flat(NamedTuple):
     z_in: np.ndarray      # (S, z_dim) float32
     z_next: np.ndarray    # (S, z_dim) float32
     has_next: np.ndarray  # (S,) bool: z_next is a real observation
-    actions: np.ndarray   # (S,) int64
+    actions: np.ndarray   # (S,) int64, or (S, action_dim) float32 for continuous actions
     rewards: np.ndarray   # (S,) float32
     dones: np.ndarray     # (S,) float32
     offsets: np.ndarray   # (E,) int64
@@ -394,7 +468,7 @@ class _Flat(NamedTuple):
 
 
 def _flatten(z: Any, actions: Any, rewards: Any, dones: Any, n_actions: int,
-             need_rewards: bool, need_dones: bool) -> _Flat:
+             need_rewards: bool, need_dones: bool, action_dim: int = 0) -> _Flat:
     zs, acts = _as_list(z, "z"), _as_list(actions, "actions")
     rews, dns = _as_list(rewards, "rewards"), _as_list(dones, "dones")
     if zs is None or acts is None:
@@ -413,8 +487,10 @@ def _flatten(z: Any, actions: Any, rewards: Any, dones: Any, n_actions: int,
     z_dim = None
     for i in range(n_ep):
         ze, ae = np.asarray(zs[i], np.float32), np.asarray(acts[i])
-        if ze.ndim != 2 or ae.ndim != 1:
-            raise ConfigError(f"episode {i}: z must be (T, z_dim) and actions (T,), got {ze.shape} and {ae.shape}")
+        a_nd = 2 if action_dim else 1
+        if ze.ndim != 2 or ae.ndim != a_nd or (action_dim and ae.shape[1] != action_dim):
+            want = f"(T, {action_dim})" if action_dim else "(T,)"
+            raise ConfigError(f"episode {i}: z must be (T, z_dim) and actions {want}, got {ze.shape} and {ae.shape}")
         z_dim = ze.shape[1] if z_dim is None else z_dim
         if ze.shape[1] != z_dim:
             raise ConfigError(f"episode {i}: z_dim {ze.shape[1]} differs from episode 0's {z_dim}")
@@ -423,9 +499,15 @@ def _flatten(z: Any, actions: Any, rewards: Any, dones: Any, n_actions: int,
             continue
         if len(ze) not in (t, t + 1):
             raise ConfigError(f"episode {i}: z has {len(ze)} steps for {t} actions (need T or T+1)")
-        if ae.dtype.kind not in "iu":
+        if action_dim:
+            if ae.dtype.kind not in "iuf":
+                raise ActionError(f"episode {i}: continuous actions must be real numbers, got dtype {ae.dtype}")
+            ae = ae.astype(np.float32)
+            if not np.isfinite(ae).all():
+                raise ActionError(f"episode {i}: continuous actions contain NaN or inf")
+        elif ae.dtype.kind not in "iu":
             raise ActionError(f"episode {i}: actions must be integers, got dtype {ae.dtype}")
-        if ((ae < 0) | (ae >= n_actions)).any():
+        elif ((ae < 0) | (ae >= n_actions)).any():
             raise ActionError(f"episode {i}: actions outside [0, {n_actions})")
         if not np.isfinite(ze).all():
             raise ConfigError(f"episode {i}: z has NaN or inf")
@@ -439,7 +521,7 @@ def _flatten(z: Any, actions: Any, rewards: Any, dones: Any, n_actions: int,
         z_in.append(ze[:t])
         z_nx.append(nxt)
         has.append(hn)
-        aa.append(ae.astype(np.int64))
+        aa.append(ae if action_dim else ae.astype(np.int64))
         rr.append(np.zeros(t, np.float32) if rews is None else np.asarray(rews[i], np.float32))
         dd.append(np.zeros(t, np.float32) if dns is None else np.asarray(dns[i]).astype(np.float32))
         lens.append(t)
@@ -478,7 +560,8 @@ def train_mdnrnn(z: Any, actions: Any, rewards: Any, dones: Any, cfg: RNNTrainCo
             ``T+1`` steps the last one is the observation after the last action, so
             every transition has a ``z_{t+1}`` target; with ``T`` the last transition of
             each episode trains only the reward and done heads.
-        actions: int ``(N_ep, T)`` or a list of ``(T_i,)``, in ``[0, n_actions)``.
+        actions: int ``(N_ep, T)`` or a list of ``(T_i,)``, in ``[0, n_actions)``; with
+            ``cfg.action_dim = d > 0``: float ``(N_ep, T, d)`` or a list of ``(T_i, d)`` (finite).
         rewards: ``(N_ep, T)`` or a list (None only with ``reward_head=False``).
         dones: terminations ``(N_ep, T)`` (not time-limit truncations) or a list
             (None only with ``done_head=False``).
@@ -498,10 +581,11 @@ def train_mdnrnn(z: Any, actions: Any, rewards: Any, dones: Any, cfg: RNNTrainCo
 
     cfg = cfg or RNNTrainConfig()
     dev = resolve_device(device)
-    flat = _flatten(z, actions, rewards, dones, cfg.n_actions, cfg.reward_head, cfg.done_head)
+    flat = _flatten(z, actions, rewards, dones, cfg.n_actions, cfg.reward_head, cfg.done_head, cfg.action_dim)
     z_dim = flat.z_in.shape[1]
     mcfg = MDNRNNConfig(z_dim=z_dim, n_actions=cfg.n_actions, hidden=cfg.hidden, mixtures=cfg.mixtures,
-                        dropout=cfg.dropout, reward_head=cfg.reward_head, done_head=cfg.done_head)
+                        dropout=cfg.dropout, reward_head=cfg.reward_head, done_head=cfg.done_head,
+                        action_dim=cfg.action_dim)
     if model is None:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
@@ -549,7 +633,8 @@ def train_mdnrnn(z: Any, actions: Any, rewards: Any, dones: Any, cfg: RNNTrainCo
                 idx = torch.where(valid, w[:, :1] + ar[None, :], w[:, :1])      # padding -> window start
                 vf = valid.float()
                 zi = tz_in[idx] * vf[..., None]
-                out = model(zi, torch.where(valid, t_a[idx], 0),
+                va = valid if t_a.ndim == 1 else valid[..., None]
+                out = model(zi, torch.where(va, t_a[idx], 0),
                             masks=model.sample_masks(b, cfg.dropout, generator=gen, device=dev))
                 mdn = mdn_loss(out.logpi, out.mu, out.logsigma, tz_next[idx], mask=valid & t_has[idx])
                 denom = vf.sum()

@@ -2,13 +2,16 @@
 
 Layout of a saved model::
 
-    DIR/world_model.json     class, simlab version, format version, n_actions, env_id,
-                             z_dim, hidden, number of start latents, sha256 of start_z
+    DIR/world_model.json     class, simlab version, format version, n_actions, action_space
+                             ({"type": "Discrete", "n"} or {"type": "Box", "shape", "dtype",
+                             "low", "high"}), env_id, z_dim, hidden, number of start latents,
+                             sha256 of start_z
     DIR/vae/                 ConvVAE (config.json + model.safetensors)
     DIR/mdnrnn/              MDNRNN  (config.json + model.safetensors)
     DIR/start_z.safetensors  {"start_z": (M, z_dim) float32}
 
 ``world_model.json`` is written last, so its presence means a complete save.
+Files saved before ``action_space`` existed (no such key) load as ``Discrete(n_actions)``.
 """
 
 from __future__ import annotations
@@ -18,8 +21,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
+from gymnasium import spaces
 from torch import nn
 
+from simlab.actions import action_space_from_json, action_space_to_json, check_box
 from simlab.errors import CheckpointError, ConfigError
 from simlab.world_models.base import (
     FORMAT_VERSION,
@@ -46,12 +51,22 @@ class DropoutWorldModel(nn.Module):
         rnn: the :class:`MDNRNN` (same ``z_dim``).
         start_z: ``(M, z_dim)`` latents of real first frames; a dream episode starts
             from one of them, drawn uniformly.
-        n_actions: discrete actions (default and must equal ``rnn.config.n_actions``).
+        n_actions: discrete actions (default and must equal ``rnn.config.n_actions``; None or
+            0 for a continuous model).
         env_id: the real env the model was trained on (metadata, e.g. ``"simlab/Dodge-v0"``).
+        action_space: the real env's action space. Discrete models: None or
+            ``Discrete(n_actions)`` (default). Continuous models (``rnn.continuous``): required,
+            a ``Box(low, high, (action_dim,))`` with finite bounds (e.g. CarRacing's
+            ``Box([-1, 0, 0], [1, 1, 1])``); the dreams expose it and refuse actions outside it.
+
+    Attributes:
+        action_space: ``Discrete(n)`` or float32 ``Box`` (see above).
+        continuous: True for Box actions; ``action_dim``: their size (0 when discrete).
     """
 
     def __init__(self, vae: ConvVAE, rnn: MDNRNN, start_z: torch.Tensor | np.ndarray,
-                 n_actions: int | None = None, env_id: str | None = None) -> None:
+                 n_actions: int | None = None, env_id: str | None = None,
+                 action_space: spaces.Space | None = None) -> None:
         super().__init__()
         if not isinstance(vae, ConvVAE) or not isinstance(rnn, MDNRNN):
             raise ConfigError(f"DropoutWorldModel needs a ConvVAE and an MDNRNN, got "
@@ -60,7 +75,9 @@ class DropoutWorldModel(nn.Module):
             raise ConfigError(f"ConvVAE z_dim {vae.z_dim} != MDNRNN z_dim {rnn.z_dim}")
         n_actions = rnn.n_actions if n_actions is None else int(n_actions)
         if n_actions != rnn.n_actions:
-            raise ConfigError(f"n_actions {n_actions} != the MDNRNN's {rnn.n_actions}")
+            raise ConfigError(f"n_actions {n_actions} != the MDNRNN's {rnn.n_actions}"
+                              + (" (a continuous model has n_actions 0)" if rnn.continuous else ""))
+        space = self._check_space(rnn, action_space)
         sz = torch.as_tensor(np.asarray(start_z) if not isinstance(start_z, torch.Tensor) else start_z)
         sz = sz.detach().to(torch.float32)
         if sz.ndim != 2 or sz.shape[0] < 1 or sz.shape[1] != rnn.z_dim:
@@ -70,7 +87,35 @@ class DropoutWorldModel(nn.Module):
         self.vae, self.rnn = vae, rnn
         self.register_buffer("start_z", sz.to(rnn.device).clone())
         self.n_actions = n_actions
+        self.action_space = space
         self.env_id = env_id
+
+    @staticmethod
+    def _check_space(rnn: MDNRNN, action_space: Any) -> spaces.Space:
+        if not rnn.continuous:
+            if action_space is None:
+                return spaces.Discrete(rnn.n_actions)
+            if not isinstance(action_space, spaces.Discrete) or int(action_space.n) != rnn.n_actions:
+                raise ConfigError(f"action_space {action_space!r} does not fit the MDN-RNN's "
+                                  f"Discrete({rnn.n_actions}) actions")
+            return spaces.Discrete(rnn.n_actions)
+        if action_space is None:
+            raise ConfigError(f"a continuous MDN-RNN (action_dim {rnn.action_dim}) needs "
+                              "action_space=gymnasium.spaces.Box(low, high) with finite bounds")
+        box = check_box(action_space, "DropoutWorldModel action_space")
+        if box.shape != (rnn.action_dim,):
+            raise ConfigError(f"action_space shape {box.shape} != the MDN-RNN's action_dim ({rnn.action_dim},)")
+        return box
+
+    @property
+    def continuous(self) -> bool:
+        """True when actions are float vectors in :attr:`action_space` (a Box)."""
+        return self.rnn.continuous
+
+    @property
+    def action_dim(self) -> int:
+        """Size of a continuous action (0 for a discrete model)."""
+        return self.rnn.action_dim
 
     @property
     def z_dim(self) -> int:
@@ -117,6 +162,7 @@ class DropoutWorldModel(nn.Module):
             "simlab_version": simlab.__version__,
             "format_version": FORMAT_VERSION,
             "n_actions": self.n_actions,
+            "action_space": action_space_to_json(self.action_space),
             "env_id": self.env_id,
             "z_dim": self.z_dim,
             "hidden": self.hidden,
@@ -145,11 +191,14 @@ class DropoutWorldModel(nn.Module):
             if key in doc and doc[key] != want:
                 raise CheckpointError(f"{jpath}: {key} {doc[key]!r} does not match the saved MDN-RNN ({want})")
         try:
-            model = cls(vae, rnn, tensors["start_z"], n_actions=doc.get("n_actions"), env_id=doc.get("env_id"))
+            space = doc.get("action_space")  # absent in files saved before continuous actions: discrete
+            space = None if space is None else action_space_from_json(space)
+            model = cls(vae, rnn, tensors["start_z"], n_actions=doc.get("n_actions"), env_id=doc.get("env_id"),
+                        action_space=space)
         except ConfigError as e:
             raise CheckpointError(f"{path}: inconsistent world model ({e})") from None
         return model.to(dev).eval()
 
     def __repr__(self) -> str:
         return (f"DropoutWorldModel(env_id={self.env_id!r}, z_dim={self.z_dim}, hidden={self.hidden}, "
-                f"n_actions={self.n_actions}, dropout={self.dropout}, start_z={tuple(self.start_z.shape)})")
+                f"action_space={self.action_space}, dropout={self.dropout}, start_z={tuple(self.start_z.shape)})")
