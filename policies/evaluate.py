@@ -93,8 +93,9 @@ def _slot_quotas(episodes: int, n: int) -> np.ndarray:
 
 def run_split(policy: Actor, game: str, split: str, episodes: int, seed: int = 0, num_envs: int = 16,
               videos: int = 0, max_episode_steps: int | None = None,
-              deterministic: bool = True) -> tuple[list[dict[str, Any]], list[np.ndarray]]:
-    """Play ``episodes`` episodes of one split.
+              deterministic: bool = True, use_backgrounds: bool = True,
+              ) -> tuple[list[dict[str, Any]], list[np.ndarray]]:
+    """Play ``episodes`` episodes of one split (``use_backgrounds``: Procgen's option of that name).
 
     Returns:
         (episodes, videos): per-episode dicts (``split, episode, slot, level_seed, return,
@@ -104,7 +105,7 @@ def run_split(policy: Actor, game: str, split: str, episodes: int, seed: int = 0
     from simlab.envs.procgen.base import options_for_split
     from simlab.envs.procgen.vec import ProcgenVecEnv
 
-    opts = options_for_split(split, rand_seed=seed)
+    opts = options_for_split(split, rand_seed=seed, use_backgrounds=use_backgrounds)
     n = max(1, min(num_envs, episodes))
     env = ProcgenVecEnv(game, n, options=opts, max_episode_steps=max_episode_steps)
     quota = _slot_quotas(episodes, n)
@@ -161,7 +162,8 @@ def run_split(policy: Actor, game: str, split: str, episodes: int, seed: int = 0
 def evaluate(policy: Actor, env_id: str, splits: list[str] | tuple[str, ...], episodes: int, seed: int = 0,
              num_envs: int = 16, video_dir: Path | str | None = None, videos_per_split: int = 2,
              out_dir: Path | str | None = None, max_episode_steps: int | None = None,
-             deterministic: bool = True, fps: float = 15.0) -> dict[str, dict[str, Any]]:
+             deterministic: bool = True, fps: float = 15.0, use_backgrounds: bool = True,
+             ) -> dict[str, dict[str, Any]]:
     """Evaluate ``policy`` in the real env over named splits.
 
     Args:
@@ -178,6 +180,8 @@ def evaluate(policy: Actor, env_id: str, splits: list[str] | tuple[str, ...], ep
         max_episode_steps: optional shorter time limit (default: the game's).
         deterministic: passed to ``policy.act`` when False (True uses ``act(obs)``).
         fps: frame rate of the videos.
+        use_backgrounds: Procgen's option: textured level backgrounds (False: plain), as the
+            policy's training data had them.
 
     Returns:
         ``{split: {"mean_return", "std_return", "ci95", "success_rate", "mean_length",
@@ -205,7 +209,7 @@ def evaluate(policy: Actor, env_id: str, splits: list[str] | tuple[str, ...], ep
     for split in splits:
         eps, vids = run_split(policy, game, split, episodes, seed=seed, num_envs=num_envs,
                               videos=min(n_videos, episodes), max_episode_steps=max_episode_steps,
-                              deterministic=deterministic)
+                              deterministic=deterministic, use_backgrounds=use_backgrounds)
         if vids:
             from simlab.video import write_mp4
 
@@ -234,6 +238,7 @@ def evaluate(policy: Actor, env_id: str, splits: list[str] | tuple[str, ...], ep
             "game": game,
             "seed": seed,
             "episodes_per_split": episodes,
+            "use_backgrounds": use_backgrounds,
             "success_rule": SUCCESS_RULES.get(game),
             "per_episode": per_episode,
             "aggregated": {s: {k: v for k, v in r.items() if k != "episodes"} for s, r in result.items()},

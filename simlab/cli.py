@@ -372,6 +372,8 @@ def train_dreamland_cmd(
     = None,
     controller: Annotated[str | None, typer.Option(help="cmaes | ppo")] = None,
     seeds: Annotated[int | None, typer.Option(help="Controller seeds per variant.")] = None,
+    sweep: Annotated[str | None, typer.Option(
+        help="Extra dropout rates, comma-separated (e.g. 0.1,0.2): one more Dream Land variant each.")] = None,
     baseline: Annotated[bool, typer.Option("--baseline/--no-baseline",
                                            help="Also run the no-dropout World Models baseline.")] = True,
     resume: Annotated[bool, typer.Option(help="Continue a killed run where it stopped.")] = False,
@@ -387,6 +389,12 @@ def train_dreamland_cmd(
     for key, val in (("dropout", dropout), ("mask", mask), ("controller", controller), ("seeds", seeds)):
         if val is not None:
             ov.append(f"{key}={val}")
+    if sweep:
+        try:
+            rates = [float(x) for x in sweep.split(",") if x.strip()]
+        except ValueError:
+            raise ConfigError(f"--sweep must be comma-separated numbers, got {sweep!r}") from None
+        ov.append(f"sweep=[{', '.join(repr(r) for r in rates)}]")
     cfg = dreamland_config([preset], [*ov, *(overrides or [])])
     res = train_dreamland(cfg, out, resume=resume)
     if as_json:

@@ -22,6 +22,7 @@ ones and CMA-ES resumes inside its generations):
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from dataclasses import dataclass
@@ -35,6 +36,15 @@ from simlab.errors import ConfigError
 from simlab.runs import RunDir
 
 VARIANTS = ("dreamland", "worldmodels")
+GYM_HELDOUT_SEEDS = (100_000, 100_000)
+"""Reset seeds of the ``test`` split of a gymnasium env (CarRacing: tracks never seen in training)."""
+
+
+def procgen_game_or_none(env_id: str) -> str | None:
+    """The game of a procgen-like env id, or None for any other id (checked elsewhere)."""
+    from simlab.policies.evaluate import procgen_env_ids, procgen_game
+
+    return procgen_game(env_id) if env_id in procgen_env_ids() else None
 CONTROLLER_ACTIONS: dict[str, list[int]] = {
     # One representative per distinct effect of Procgen's 15 combos (left / stay / right ...).
     "dodge": [1, 4, 7],
@@ -49,35 +59,56 @@ class DreamlandConfig:
     """The whole Dream Land experiment (presets: debug, cpu (default), gpu)."""
 
     env: str = "simlab/Dodge-v0"
-    """Real env (a procgen-like game id)."""
+    """Real env: a procgen-like game id (``simlab/Dodge-v0``...) or an image gymnasium env such as
+    ``CarRacing-v3`` (frames resized to 64 x 64; Discrete or Box actions)."""
     train_levels: str = "0:200"
-    """Level seeds the data comes from and the controller is first evaluated on (a:b)."""
+    """Level seeds (procgen) or reset seeds (gymnasium envs: CarRacing's tracks) the data comes from
+    and the controller is first evaluated on (a:b)."""
     heldout_split: str = "test"
-    """Held-out real levels for the transfer test (test = levels 250+; or levels:a:b, hard...)."""
+    """Held-out real levels for the transfer test: procgen test = levels 250+ (or levels:a:b, hard...);
+    gymnasium envs: test = reset seeds 100000+ (or levels:a:b)."""
+    use_backgrounds: bool = False
+    """Procgen's textured level backgrounds in the real env (data and evaluation). Off by default:
+    on 2 CPU cores the ConvVAE cannot learn the 4x4-px fireballs over high-contrast textures in
+    the time budget (measured: after 1,250 steps it reconstructs the mean background and no
+    sprites; with plain backgrounds the agent is sharp after the same steps). The held-out
+    levels still differ in enemies, shot timing, aim and palette."""
     transitions: int = 20_000
     """Real transitions collected for the world model."""
     num_envs: int = 64
     """Real envs stepped together while collecting."""
     z_dim: int = 32
     """VAE latent size."""
-    vae_epochs: int = 4
+    vae_epochs: int = 8
     """VAE training epochs."""
     vae_max_frames: int = 10_000
     """Frames used to train the VAE (a seeded subsample if more were collected)."""
+    vae_batch_size: int = 32
+    """VAE frames per gradient step (small batches: more steps per CPU second)."""
+    vae_lr: float = 1e-3
+    """VAE Adam learning rate."""
     hidden: int = 256
     """LSTM size of the MDN-RNN."""
     mixtures: int = 5
     """Gaussian mixtures per latent dimension."""
-    rnn_epochs: int = 10
+    rnn_epochs: int = 30
     """MDN-RNN training epochs."""
     seq_len: int = 32
     """MDN-RNN training window length."""
+    rnn_batch_size: int = 32
+    """MDN-RNN windows per gradient step."""
+    done_pos_weight: float = 1.0
+    """BCE weight of done steps in the MDN-RNN's done head (1: calibrated probabilities)."""
     dropout: float = 0.05
     """Dream Land: LSTM dropout (z input and recurrent state) while training the world model."""
     dream_dropout: float | None = None
     """Dropout rate of the dream masks (default: ``dropout``)."""
     mask: str = "per_episode"
     """Dream Land's mask mode in the dream: per_episode | per_step | mc_mean | none."""
+    sweep: list[float] = dataclasses.field(default_factory=list)
+    """Extra Dream Land variants, one per dropout rate (world model trained and dreamed at that
+    rate), e.g. ``[0.1, 0.2]``; with the default ``dropout`` and the baseline (rate 0) this is the
+    paper's sweep 0 / 0.05 / 0.1 / 0.2 on one shared dataset and VAE."""
     temperature: float = 1.0
     """Sampling temperature tau of the dream."""
     controller: str = "cmaes"
@@ -92,6 +123,12 @@ class DreamlandConfig:
     """CMA-ES generations."""
     sigma0: float = 0.1
     """CMA-ES initial step size."""
+    eval_every: int = 5
+    """Every this many generations (and after the last) score the CMA mean on ``eval_dream_episodes``
+    fresh dreams; the controller kept is the best-scoring mean (World Models' choice; 0: keep the
+    best single candidate, a noisier pick)."""
+    eval_dream_episodes: int = 64
+    """Dream episodes per evaluation of the CMA mean."""
     max_dream_steps: int = 400
     """Dream episode limit while training the controller."""
     ppo_timesteps: int = 200_000
@@ -105,7 +142,8 @@ class DreamlandConfig:
     eval_num_envs: int = 16
     """Real envs stepped together in evaluation."""
     eval_max_steps: int = 0
-    """Cap on real evaluation episodes (0 = the env's own limit)."""
+    """Cap on real evaluation episodes (0 = the env's own limit); gymnasium envs: on collected
+    episodes too."""
     device: str = "auto"
     """auto | cpu | cuda."""
     torch_threads: int = 0
@@ -116,12 +154,23 @@ class DreamlandConfig:
     """Write mp4s (real rollouts, real | dream)."""
 
     def __post_init__(self) -> None:
-        from simlab.envs.procgen.base import check_split_name, parse_levels
-        from simlab.policies.evaluate import procgen_game
+        from simlab.envs.procgen.base import check_split_name, level_range_split, parse_levels
 
-        game = procgen_game(self.env)  # ConfigError for non-procgen envs (CarRacing: see the docs)
-        parse_levels(self.train_levels)
-        check_split_name(self.heldout_split)
+        game = procgen_game_or_none(self.env)
+        _, b = parse_levels(self.train_levels)
+        if game is not None:
+            check_split_name(self.heldout_split)
+        else:
+            from simlab.envs.gym_image import check_image_env
+
+            info = check_image_env(self.env)  # one-line ConfigError: unknown id, not images...
+            if b < 1:
+                raise ConfigError(f"train_levels must be a bounded range a:b for {self.env}, got {self.train_levels!r}")
+            if self.heldout_split != "test" and level_range_split(self.heldout_split) is None:
+                raise ConfigError(f"heldout_split for {self.env} must be 'test' or levels:a:b, "
+                                  f"got {self.heldout_split!r}")
+            if info.continuous and self.controller == "ppo":
+                raise ConfigError(f"controller 'ppo' needs discrete actions; {self.env} has a Box: use cmaes")
         if not 0.0 <= self.dropout < 1.0:
             raise ConfigError(f"dropout must be in [0, 1), got {self.dropout}")
         if self.dream_dropout is not None and not 0.0 <= self.dream_dropout < 1.0:
@@ -131,27 +180,58 @@ class DreamlandConfig:
         if self.controller not in ("cmaes", "ppo"):
             raise ConfigError(f"unknown controller {self.controller!r}; choose cmaes or ppo")
         for k in ("transitions", "num_envs", "z_dim", "vae_epochs", "vae_max_frames", "hidden", "mixtures",
-                  "rnn_epochs", "seq_len", "popsize", "episodes_per_candidate", "generations",
+                  "rnn_epochs", "seq_len", "vae_batch_size", "rnn_batch_size", "eval_dream_episodes", "popsize", "episodes_per_candidate", "generations",
                   "max_dream_steps", "ppo_timesteps", "seeds", "eval_episodes", "eval_num_envs"):
             if getattr(self, k) < 1:
                 raise ConfigError(f"config key {k!r} must be >= 1, got {getattr(self, k)}")
+        for r in self.sweep:
+            if not 0.0 <= r < 1.0:
+                raise ConfigError(f"sweep rates must be in [0, 1), got {r}")
+        if self.vae_lr <= 0:
+            raise ConfigError(f"vae_lr must be > 0, got {self.vae_lr}")
+        if self.done_pos_weight <= 0:
+            raise ConfigError(f"done_pos_weight must be > 0, got {self.done_pos_weight}")
+        if self.eval_every < 0:
+            raise ConfigError(f"eval_every must be >= 0, got {self.eval_every}")
         if self.temperature <= 0:
             raise ConfigError(f"temperature must be > 0, got {self.temperature}")
-        acts = self.actions(game)
-        if not acts or min(acts) < 0 or max(acts) >= 15:
-            raise ConfigError(f"controller_actions must be actions in [0, 15), got {acts}")
+        acts = self.actions()
+        n = 15 if game is not None else info.n_actions
+        if not isinstance(acts, list):
+            if self.controller_actions is not None:
+                raise ConfigError(f"controller_actions does not apply to {self.env}'s Box actions")
+        elif not acts or min(acts) < 0 or max(acts) >= n:
+            raise ConfigError(f"controller_actions must be actions in [0, {n}), got {acts}")
 
-    def actions(self, game: str | None = None) -> list[int]:
-        """The controller's action set."""
-        if self.controller_actions is not None:
-            return list(self.controller_actions)
-        from simlab.policies.evaluate import procgen_game
+    def actions(self) -> Any:
+        """The controller's action set: a list of discrete action ids, or the env's Box."""
+        game = procgen_game_or_none(self.env)
+        if game is not None:
+            return list(self.controller_actions) if self.controller_actions is not None \
+                else CONTROLLER_ACTIONS[game]
+        from simlab.envs.gym_image import check_image_env
 
-        return CONTROLLER_ACTIONS[game or procgen_game(self.env)]
+        space = check_image_env(self.env).action_space
+        if hasattr(space, "n"):
+            return list(self.controller_actions) if self.controller_actions is not None else list(range(space.n))
+        return space
+
+    def variant_specs(self) -> dict[str, dict[str, Any]]:
+        """``{name: {"dropout", "dream_dropout", "mask"}}`` of every variant run: Dream Land, the
+        baseline unless disabled (``worldmodels``: rate 0, no masks), then one ``dreamland_p<rate>``
+        per extra :attr:`sweep` rate (rate 0 is the baseline; the default rate is ``dreamland``)."""
+        rate = self.dropout if self.dream_dropout is None else self.dream_dropout
+        specs = {"dreamland": {"dropout": self.dropout, "dream_dropout": rate, "mask": self.mask}}
+        if self.baseline:
+            specs["worldmodels"] = {"dropout": 0.0, "dream_dropout": 0.0, "mask": "none"}
+        for r in self.sweep:
+            if r > 0 and r != self.dropout:
+                specs[f"dreamland_p{r:g}"] = {"dropout": float(r), "dream_dropout": float(r), "mask": self.mask}
+        return specs
 
     def variants(self) -> list[str]:
-        """Variants run: Dream Land, and the baseline unless disabled."""
-        return list(VARIANTS if self.baseline else VARIANTS[:1])
+        """Names of the variants run (see :meth:`variant_specs`)."""
+        return list(self.variant_specs())
 
 
 PRESETS: dict[str, dict[str, Any]] = {
@@ -159,7 +239,7 @@ PRESETS: dict[str, dict[str, Any]] = {
               "hidden": 32, "mixtures": 2, "rnn_epochs": 2, "seq_len": 16, "popsize": 4,
               "episodes_per_candidate": 2, "generations": 2, "max_dream_steps": 50, "ppo_timesteps": 512,
               "seeds": 1, "eval_episodes": 2, "eval_num_envs": 2, "eval_max_steps": 60, "torch_threads": 1,
-              "videos": False},
+              "videos": False, "eval_dream_episodes": 8, "vae_batch_size": 64, "rnn_batch_size": 16},
     "cpu": {},
     "gpu": {"transitions": 200_000, "vae_epochs": 10, "vae_max_frames": 200_000, "rnn_epochs": 40,
             "popsize": 64, "episodes_per_candidate": 16, "generations": 100, "max_dream_steps": 1000,
@@ -191,11 +271,13 @@ class Dreamland:
     def __init__(self, cfg: DreamlandConfig, out: str | Path, resume: bool = False, progress: bool = True) -> None:
         import torch
 
-        from simlab.policies.evaluate import procgen_game
         from simlab.policies.ppo import resolve_device
 
         self.cfg = cfg
-        self.game = procgen_game(cfg.env)
+        self.game = procgen_game_or_none(cfg.env)
+        """The procgen game, or None for a gymnasium image env."""
+        self.actions = cfg.actions()
+        """Controller action ids (list) or the env's Box."""
         self.progress = progress
         self.device = resolve_device(cfg.device)
         if cfg.torch_threads:
@@ -228,14 +310,27 @@ class Dreamland:
 
     # -- stages ------------------------------------------------------------------------------------
     def collect(self) -> dict[str, Any]:
+        if self.game is None:
+            from simlab.envs.gym_image import collect_gym
+
+            a, b = (int(x) for x in self.cfg.train_levels.split(":"))
+            res = collect_gym(self.cfg.env, self.path / "data" / "real", self.cfg.transitions, seeds=(a, b - a),
+                              policy="random", seed=self.cfg.seed, progress=self.progress,
+                              max_episode_steps=self.cfg.eval_max_steps or None)
+            return {"transitions": self.cfg.transitions, "complete": res.complete}
         from simlab.envs.procgen.dataset import ProcgenCollectConfig, collect_procgen
 
         cc = ProcgenCollectConfig(game=self.game, levels=self.cfg.train_levels, transitions=self.cfg.transitions,
-                                  policy="random_repeat", seed=self.cfg.seed, num_envs=self.cfg.num_envs)
+                                  policy="random_repeat", seed=self.cfg.seed, num_envs=self.cfg.num_envs,
+                                  use_backgrounds=self.cfg.use_backgrounds)
         res = collect_procgen(cc, self.path / "data" / "real", resume=True, progress=self.progress)
         return {"transitions": self.cfg.transitions, "complete": res.complete}
 
     def _real(self):
+        if self.game is None:
+            from simlab.envs.gym_image import GymTransitionDataset
+
+            return GymTransitionDataset(self.path / "data" / "real")
         from simlab.envs.procgen.dataset import TransitionDataset
 
         return TransitionDataset(self.path / "data" / "real")
@@ -248,7 +343,8 @@ class Dreamland:
         rng = np.random.default_rng([self.cfg.seed, 0xAE])
         idx = np.sort(rng.choice(n, size=min(n, self.cfg.vae_max_frames), replace=False))
         frames = ds.get(idx, ["obs"])["obs"]
-        vcfg = VAETrainConfig(z_dim=self.cfg.z_dim, epochs=self.cfg.vae_epochs)
+        vcfg = VAETrainConfig(z_dim=self.cfg.z_dim, epochs=self.cfg.vae_epochs, batch_size=self.cfg.vae_batch_size,
+                              lr=self.cfg.vae_lr)
         vae = train_vae(frames, vcfg, device=self.device, progress=self.progress, seed=self.cfg.seed,
                         log=self._log("vae"))
         vae.save_pretrained(self.path / "checkpoints" / "vae")
@@ -294,22 +390,27 @@ class Dreamland:
         from simlab.world_models.dropout.vae import ConvVAE
 
         zs, acts, rews, dones = self._latents()
-        rcfg = RNNTrainConfig(n_actions=15, hidden=self.cfg.hidden,
+        cont = not isinstance(self.actions, list)
+        n_act = 15 if self.game is not None else (0 if cont else self._real().n_actions)
+        rcfg = RNNTrainConfig(n_actions=max(1, n_act), action_dim=self.actions.shape[0] if cont else 0,
+                              hidden=self.cfg.hidden,
                               mixtures=self.cfg.mixtures, epochs=self.cfg.rnn_epochs, seq_len=self.cfg.seq_len,
-                              dropout=self.cfg.dropout if variant == "dreamland" else 0.0)
+                              batch_size=self.cfg.rnn_batch_size, done_pos_weight=self.cfg.done_pos_weight,
+                              dropout=self.cfg.variant_specs()[variant]["dropout"])
         rnn = train_mdnrnn(zs, acts, rews, dones, rcfg, device=self.device, progress=self.progress,
                            seed=self.cfg.seed, log=self._log(f"rnn_{variant}"))
         vae = ConvVAE.from_pretrained(self.path / "checkpoints" / "vae", device=self.device)
         start_z = torch.as_tensor(np.stack([z[0] for z in zs]))
-        DropoutWorldModel(vae, rnn, start_z, env_id=self.cfg.env).save_pretrained(
+        DropoutWorldModel(vae, rnn, start_z, env_id=self.cfg.env,
+                          action_space=self.actions if cont else None).save_pretrained(
             self.path / "world_models" / variant)
         return {"dropout": rcfg.dropout}
 
     def _dream_kwargs(self, variant: str) -> dict[str, Any]:
-        if variant == "dreamland":
-            rate = self.cfg.dropout if self.cfg.dream_dropout is None else self.cfg.dream_dropout
-            return {"mask_mode": self.cfg.mask, "dropout": rate}
-        return {"mask_mode": "none", "dropout": 0.0}
+        spec = self.cfg.variant_specs()[variant]
+        if spec["dream_dropout"] == 0.0:
+            return {"mask_mode": "none", "dropout": 0.0}
+        return {"mask_mode": spec["mask"], "dropout": spec["dream_dropout"]}
 
     def train_controller(self, variant: str, k: int) -> dict[str, Any]:
         model = self.world_model(variant)
@@ -327,9 +428,10 @@ class Dreamland:
 
             ccfg = CMAESConfig(popsize=self.cfg.popsize, episodes_per_candidate=self.cfg.episodes_per_candidate,
                                sigma0=self.cfg.sigma0, generations=self.cfg.generations, seed=seed,
-                               max_episode_steps=self.cfg.max_dream_steps, eval_every=0)
+                               max_episode_steps=self.cfg.max_dream_steps, eval_every=self.cfg.eval_every,
+                               eval_episodes=self.cfg.eval_dream_episodes)
             run = RunDir.create(sub, ccfg, resume=True)
-            _, info = train_cmaes(make_env, model.obs_dim, self.cfg.actions(self.game), ccfg, run=run,
+            _, info = train_cmaes(make_env, model.obs_dim, self.actions, ccfg, run=run,
                                   progress=self.progress, log=self._log(f"dream_{variant}_s{k}"))
             return {"dream_best_return": float(info["best_return"])}
         from simlab.policies.dream_ppo import DreamPPOConfig, train_dream_ppo
@@ -360,10 +462,23 @@ class Dreamland:
         a, b = self.cfg.train_levels.split(":")
         splits = [f"levels:{a}:{b}", self.cfg.heldout_split]
         out = self.path / "eval" / variant / f"seed{k}"
+        if self.game is None:
+            from simlab.envs.gym_image import evaluate_gym
+            from simlab.envs.procgen.base import level_range_split
+
+            held = self.cfg.heldout_split
+            seeds = {splits[0]: (int(a), int(b) - int(a)),
+                     held: GYM_HELDOUT_SEEDS if held == "test" else level_range_split(held)}
+            res = evaluate_gym(self._agent(variant, k), self.cfg.env, seeds, self.cfg.eval_episodes, seed=k,
+                               max_episode_steps=self.cfg.eval_max_steps or None,
+                               video_dir=out / "videos" if self.cfg.videos else None,
+                               videos_per_split=1 if self.cfg.videos else 0, out_dir=out)
+            return {s: {"mean_return": v["mean_return"], "returns": [e["return"] for e in v["episodes"]]}
+                    for s, v in res.items()}
         res = evaluate(self._agent(variant, k), self.cfg.env, splits, self.cfg.eval_episodes, seed=k,
                        num_envs=self.cfg.eval_num_envs, video_dir=out / "videos" if self.cfg.videos else None,
                        videos_per_split=1 if self.cfg.videos else 0, out_dir=out,
-                       max_episode_steps=self.cfg.eval_max_steps or None)
+                       max_episode_steps=self.cfg.eval_max_steps or None, use_backgrounds=self.cfg.use_backgrounds)
         return {s: {"mean_return": v["mean_return"], "returns": [e["return"] for e in v["episodes"]]}
                 for s, v in res.items()}
 
@@ -398,9 +513,11 @@ class Dreamland:
             (f"Real env `{self.cfg.env}`; world models trained on {self.cfg.transitions} real transitions "
             f"from levels {self.cfg.train_levels}; controllers ({self.cfg.controller}) trained only in dreams; "
             f"{self.cfg.seeds} seed(s) x {self.cfg.eval_episodes} real episodes per split."), "",
-            (f"- dreamland: MDN-RNN dropout {self.cfg.dropout}, dream masks `{self.cfg.mask}` at rate "
-            f"{self.cfg.dropout if self.cfg.dream_dropout is None else self.cfg.dream_dropout}"),
-            "- worldmodels: the baseline, same budget, no dropout anywhere", "",
+            *[f"- {v}: the baseline, same budget, no dropout anywhere" if v == "worldmodels" else
+              f"- {v}: MDN-RNN dropout {sp['dropout']:g}, dream masks `{sp['mask']}` at rate {sp['dream_dropout']:g}"
+              for v, sp in self.cfg.variant_specs().items()],
+            (f"- real env backgrounds: {'textured' if self.cfg.use_backgrounds else 'plain'}; "
+             f"held-out split `{self.cfg.heldout_split}`"), "",
             "| variant | split | mean return | std | 95% CI | episodes |", "|---|---|---:|---:|---:|---:|",
         ]
         for v, splits in summ.items():
@@ -422,25 +539,26 @@ class Dreamland:
 
         fig, (ax0, ax1) = plt.subplots(1, 2, figsize=(11, 4))
         recs = self.run.metrics()
-        for v in self.cfg.variants():
+        for i, v in enumerate(self.cfg.variants()):
             for k in range(self.cfg.seeds):
                 key = f"dream_{v}_s{k}/"
                 pts = [(r["step"], r[m]) for r in recs for m in r if m.startswith(key)
                        and m.endswith(("mean_return", "ep_rew_mean"))]
                 if pts:
                     x, y = zip(*pts)
-                    ax0.plot(x, y, color="C0" if v == "dreamland" else "C1", alpha=0.7,
+                    ax0.plot(x, y, color=f"C{i}", alpha=0.7,
                              label=v if k == 0 else None)
         ax0.set_xlabel("generation / step")
         ax0.set_ylabel("dream return")
         ax0.set_title("controller training in the dream")
         ax0.legend()
         names = sorted({s for sp in summ.values() for s in sp})
+        width = 0.8 / max(1, len(summ))
         for i, v in enumerate(summ):
             m = [summ[v].get(s, {}).get("mean", np.nan) for s in names]
             e = [summ[v].get(s, {}).get("ci95", 0) for s in names]
-            ax1.bar(np.arange(len(names)) + 0.4 * i, m, 0.4, yerr=e, label=v)
-        ax1.set_xticks(np.arange(len(names)) + 0.2, names)
+            ax1.bar(np.arange(len(names)) + width * i, m, width, yerr=e, label=v, color=f"C{i}")
+        ax1.set_xticks(np.arange(len(names)) + 0.4 - width / 2, names)
         ax1.set_ylabel("real return (95% CI)")
         ax1.set_title("transfer to the real env")
         ax1.legend()
@@ -465,7 +583,8 @@ class Dreamland:
             state = None
             zs = [z]
             for a in acts:
-                out = model.rnn.step(z, torch.as_tensor([int(a)], device=self.device), state)
+                at = torch.as_tensor(np.asarray(a)[None], device=self.device)
+                out = model.rnn.step(z, at if model.rnn.continuous else at.long(), state)
                 state = out.state
                 z = sample_next_z(out.logpi, out.mu, out.logsigma, tau=self.cfg.temperature, generator=gen)
                 zs.append(z)

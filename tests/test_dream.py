@@ -537,7 +537,7 @@ def test_rare_deaths_end_dreams_when_sampled() -> None:
         env.reset(seed=0)
         ended = []
         for _ in range(400):
-            _, _, term, trunc, info = env.step(np.zeros(64, np.int64))
+            _, _, term, _trunc, info = env.step(np.zeros(64, np.int64))
             if "_episode" in info:
                 ended.extend(info["episode_length"][info["_episode"] & term])
         lengths[mode] = ended

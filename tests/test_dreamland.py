@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -21,6 +22,10 @@ def _one_thread():
     torch.set_num_threads(n)
 
 
+SWEEP = {"sweep": "[0.1]"}
+"""The module's run: Dream Land (0.05), the baseline and one sweep variant (0.1)."""
+
+
 def debug(**kw) -> DreamlandConfig:
     return dreamland_config(["debug"], [f"{k}={v}" for k, v in kw.items()])
 
@@ -29,7 +34,7 @@ def debug(**kw) -> DreamlandConfig:
 def unbroken(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("dl") / "run"
     torch.set_num_threads(1)
-    train_dreamland(debug(), out, progress=False)
+    train_dreamland(debug(**SWEEP), out, progress=False)
     return out
 
 
@@ -39,7 +44,7 @@ def test_debug_run_writes_everything(unbroken: Path) -> None:
     for f in ("config.yaml", "metrics.jsonl", "report.md", "summary.json", "plots/dream_vs_real.png"):
         assert (unbroken / f).exists(), f
     summ = json.loads((unbroken / "summary.json").read_text())
-    assert set(summ) == {"dreamland", "worldmodels"}
+    assert set(summ) == {"dreamland", "worldmodels", "dreamland_p0.1"}
     for v in summ.values():
         assert set(v) == {"levels:0:200", "test"} and all(r["episodes"] == 2 for r in v.values())
     report = (unbroken / "report.md").read_text()
@@ -47,6 +52,8 @@ def test_debug_run_writes_everything(unbroken: Path) -> None:
     m = DropoutWorldModel.from_pretrained(unbroken / "world_models" / "dreamland")
     assert m.rnn.config.dropout == 0.05
     assert DropoutWorldModel.from_pretrained(unbroken / "world_models" / "worldmodels").rnn.config.dropout == 0.0
+    assert DropoutWorldModel.from_pretrained(unbroken / "world_models" / "dreamland_p0.1").rnn.config.dropout == 0.1
+    assert "| dreamland_p0.1 | held-out (test) |" in report
     keys = {k for r in (json.loads(x) for x in (unbroken / "metrics.jsonl").read_text().splitlines()) for k in r}
     assert any(k.startswith("dream_dreamland_s0/") for k in keys) and any(k.startswith("vae/") for k in keys)
 
@@ -62,25 +69,28 @@ def test_killed_run_resumes_to_the_same_result(unbroken: Path, tmp_path: Path, m
 
     monkeypatch.setattr(Dreamland, "evaluate", dying)
     with pytest.raises(KeyboardInterrupt):
-        train_dreamland(debug(), out, progress=False)
+        train_dreamland(debug(**SWEEP), out, progress=False)
     monkeypatch.setattr(Dreamland, "evaluate", real_eval)
     assert not (out / "report.md").exists()
     with pytest.raises(ConfigError, match="--resume"):
-        train_dreamland(debug(), out, progress=False)
-    train_dreamland(debug(), out, resume=True, progress=False)
+        train_dreamland(debug(**SWEEP), out, progress=False)
+    train_dreamland(debug(**SWEEP), out, resume=True, progress=False)
     a = json.loads((unbroken / "summary.json").read_text())
     b = json.loads((out / "summary.json").read_text())
     assert a == b
 
 
 @pytest.mark.parametrize("args, needle", [
-    (["--env", "simlab/Nope-v0"], "unknown env id"),
-    (["--env", "simlab/Collision2D-v0"], "procgen-like"),
+    (["--env", "simlab/Nope-v0"], "unavailable env id 'simlab/Nope-v0'"),
+    (["--env", "CartPole-v1"], "observations are not images"),
+    (["--env", "CarRacing-v3", "--controller", "ppo"], "needs discrete actions"),
     (["--dropout", "1.0"], "dropout must be in [0, 1)"),
     (["--dropout", "-0.1"], "dropout must be in [0, 1)"),
     (["--mask", "sometimes"], "unknown mask mode"),
     (["--preset", "huge"], "unknown preset"),
     (["--controller", "dqn"], "unknown controller"),
+    (["--sweep", "0.1,x"], "--sweep must be comma-separated numbers"),
+    (["--sweep", "0.1,1.5"], "sweep rates must be in [0, 1)"),
 ])
 def test_bad_input(args, needle, tmp_path: Path, capsys) -> None:
     rc = main(["train", "dreamland", "--out", str(tmp_path / "r"), *args])
@@ -101,3 +111,28 @@ def test_corrupt_world_model_checkpoint_is_named(unbroken: Path, tmp_path: Path)
     w.write_bytes(w.read_bytes()[:100])
     with pytest.raises(CheckpointError, match="model.safetensors"):
         DropoutWorldModel.from_pretrained(wm)
+
+
+def test_variants_cover_the_papers_sweep() -> None:
+    specs = debug(sweep="[0.0, 0.05, 0.1, 0.2]").variant_specs()
+    rates = {v: s["dropout"] for v, s in specs.items()}
+    assert rates == {"dreamland": 0.05, "worldmodels": 0.0, "dreamland_p0.1": 0.1, "dreamland_p0.2": 0.2}
+    assert specs["worldmodels"]["mask"] == "none" and specs["dreamland_p0.2"]["mask"] == "per_episode"
+    assert set(debug(baseline="false").variant_specs()) == {"dreamland"}
+
+
+def test_car_racing_end_to_end(tmp_path: Path) -> None:
+    """CarRacing-v3 (Box actions, 96x96 frames) through every stage on the debug preset."""
+    from simlab.policies.cmaes import LinearController
+    from simlab.world_models.dropout.model import DropoutWorldModel
+
+    out = tmp_path / "car"
+    cfg = debug(env="CarRacing-v3", transitions=256, eval_max_steps=40, eval_episodes=1, train_levels="0:20")
+    summ = train_dreamland(cfg, out, progress=False)["summary"]
+    assert set(summ) == {"dreamland", "worldmodels"}
+    assert set(summ["dreamland"]) == {"levels:0:20", "test"}
+    m = DropoutWorldModel.from_pretrained(out / "world_models" / "dreamland")
+    assert m.continuous and m.action_space.shape == (3,)
+    ctrl = LinearController.load(out / "controllers" / "dreamland" / "seed0" / "controller")
+    act = ctrl.act(np.zeros((4, m.obs_dim), np.float32))
+    assert act.shape == (4, 3) and (act >= m.action_space.low).all() and (act <= m.action_space.high).all()

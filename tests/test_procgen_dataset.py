@@ -176,6 +176,20 @@ def test_seed_changes_content(unbroken: Path, tmp_path: Path) -> None:
     assert not np.array_equal(a["actions"], b["actions"])
 
 
+def test_plain_backgrounds_option(unbroken: Path, tmp_path: Path) -> None:
+    """use_backgrounds=False: same levels and actions, but every frame's background is one colour."""
+    plain = ProcgenCollectConfig(**{**CFG.__dict__, "transitions": 32, "use_backgrounds": False})
+    collect_procgen(plain, tmp_path / "d", progress=False)
+    a = TransitionDataset(unbroken).load(0, 32)
+    b = TransitionDataset(tmp_path / "d").load()
+    np.testing.assert_array_equal(a["actions"], b["actions"])
+
+    def colours(obs: np.ndarray) -> float:
+        return float(np.mean([len(np.unique(o.reshape(-1, 3), axis=0)) for o in obs]))
+
+    assert colours(b["obs"]) < colours(a["obs"])
+
+
 def test_saved_policy_as_behaviour_policy(tmp_path: Path) -> None:
     import torch
 

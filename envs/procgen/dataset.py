@@ -106,6 +106,8 @@ class ProcgenCollectConfig:
     """Envs stepped together per shard (part of the content)."""
     transitions_per_shard: int = 8192
     """Transitions per shard file (part of the content)."""
+    use_backgrounds: bool = True
+    """Draw the levels' textured backgrounds (Procgen's ``use_backgrounds``; else plain)."""
 
     def __post_init__(self) -> None:
         if self.game not in GAMES:
@@ -145,7 +147,8 @@ class ProcgenCollectConfig:
         """Env options of shard ``j`` (its own level streams, seeded from ``(seed, j)``)."""
         rand_seed = int(np.random.SeedSequence([self.seed, j, 0]).generate_state(1)[0])
         return ProcgenOptions(num_levels=self.num_levels, start_level=self.start_level,
-                              distribution_mode=self.distribution_mode, rand_seed=rand_seed)
+                              distribution_mode=self.distribution_mode, rand_seed=rand_seed,
+                              use_backgrounds=self.use_backgrounds)
 
 
 # ---- behaviour policies -----------------------------------------------------------------
