@@ -56,7 +56,6 @@ Usage::
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -73,14 +72,12 @@ from simlab.actions import (
 )
 from simlab.data import (
     FORMAT_VERSION,
-    MANIFEST,
+    TRANSITION_KEYS,
     CollectResult,
-    check_shards,
+    ShardedTransitions,
     claim_dataset_dir,
     finalize_manifest,
     open_h5,
-    read_h5_array,
-    read_manifest,
     shard_name,
     shard_record,
     write_h5_shard,
@@ -93,7 +90,7 @@ FRAME_SIZE = 64
 OBS_SHAPE = (FRAME_SIZE, FRAME_SIZE, 3)
 CARRACING_DASHBOARD_ROWS = 12
 """Rows at the bottom of a 96-row CarRacing frame that show the dashboard (cropped away)."""
-STEP_KEYS = ("obs", "actions", "rewards", "terminations", "truncations", "level_seed", "episode_id")
+STEP_KEYS = TRANSITION_KEYS
 """Per-transition arrays of a shard (plus the per-segment ``final_obs``)."""
 POLICIES = ("random", "uniform")
 BROWNIAN_DT = 1.0 / 50.0
@@ -104,17 +101,11 @@ MAX_REPEAT = 10
 
 # ---- env checks -----------------------------------------------------------------------------
 
-@dataclass(frozen=True)
-class ImageEnvInfo:
-    """What :func:`check_image_env` found out about an env."""
+class ActionSpaceInfo:
+    """``continuous`` / ``n_actions`` / ``action_dim`` of an object's ``action_space``
+    (``Discrete(n)`` or a 1-D float32 ``Box``)."""
 
-    env_id: str
-    observation_shape: tuple[int, int, int]
-    """Raw frame shape ``(H, W, 3)`` (uint8)."""
     action_space: spaces.Space
-    """``Discrete(n)`` or a float32 ``Box(low, high, (d,))`` with finite bounds."""
-    max_episode_steps: int | None
-    """The env's registered time limit (None: none)."""
 
     @property
     def continuous(self) -> bool:
@@ -130,6 +121,19 @@ class ImageEnvInfo:
     def action_dim(self) -> int:
         """Box dimension ``d`` (0 for Discrete actions)."""
         return int(self.action_space.shape[0]) if self.continuous else 0  # type: ignore[index]
+
+
+@dataclass(frozen=True)
+class ImageEnvInfo(ActionSpaceInfo):
+    """What :func:`check_image_env` found out about an env."""
+
+    env_id: str
+    observation_shape: tuple[int, int, int]
+    """Raw frame shape ``(H, W, 3)`` (uint8)."""
+    action_space: spaces.Space
+    """``Discrete(n)`` or a float32 ``Box(low, high, (d,))`` with finite bounds."""
+    max_episode_steps: int | None
+    """The env's registered time limit (None: none)."""
 
     def to_json(self) -> dict[str, Any]:
         """JSON-able description (the action space as :func:`simlab.actions.action_space_to_json`)."""
@@ -493,135 +497,43 @@ def _finalize(root: Path, cfg: GymCollectConfig, info: ImageEnvInfo) -> bool:
 
 # ---- reading -------------------------------------------------------------------------------------
 
-class GymTransitionDataset:
+class GymTransitionDataset(ShardedTransitions, ActionSpaceInfo):
     """Read a :func:`collect_gym` dataset (same reading interface as ``TransitionDataset``).
 
     Validates the manifest and every shard's size on open (``verify=True`` also checks
-    SHA-256); errors are :class:`DatasetError` naming the file.
+    SHA-256); errors are :class:`DatasetError` naming the file. Opening, ``len``, ``load``,
+    ``get`` and ``episodes`` are :class:`simlab.data.ShardedTransitions`'; every shard touched
+    is read whole and its array shapes checked (these datasets are small). ``episodes()``
+    yields ``actions`` int64 ``(T,)`` or float32 ``(T, d)``.
 
     Attributes:
         action_space: ``Discrete(n)`` or float32 ``Box``; ``continuous``, ``n_actions``
         (0 for Box), ``action_dim`` (0 for Discrete); ``config``: the :class:`GymCollectConfig`.
     """
 
-    def __init__(self, root: str | Path, verify: bool = False) -> None:
-        self.root = Path(root)
-        self.manifest = read_manifest(self.root, KIND)
-        man_path = self.root / MANIFEST
-        try:
-            self.config = GymCollectConfig(**self.manifest["config"])
-            self.action_space = action_space_from_json(self.manifest["action_space"])
-            self.observation_shape = tuple(int(v) for v in self.manifest["observation_shape"])
-            self.shards = list(self.manifest["shards"])
-            count = int(self.manifest["count"])
-        except (KeyError, TypeError, ValueError, ConfigError) as e:
-            raise DatasetError(f"{man_path}: invalid gym-image manifest ({type(e).__name__}: {e})") from None
-        check_shards(self.root, self.manifest, verify=verify)
-        if not self.shards or [s["start"] for s in self.shards] != [0, *[s["stop"] for s in self.shards[:-1]]] \
-                or self.shards[-1]["stop"] != count:
-            raise DatasetError(f"{man_path}: shard ranges do not cover 0..{count}")
+    kind = KIND
+    label = "gym-image"
+    config_class = GymCollectConfig
+    step_keys = STEP_KEYS
 
-    def __len__(self) -> int:
-        """Number of transitions."""
-        return int(self.manifest["count"])
-
-    @property
-    def num_episodes(self) -> int:
-        """Number of episode segments."""
-        return int(self.manifest["episodes"])
-
-    @property
-    def env_id(self) -> str:
-        return str(self.manifest["env_id"])
-
-    @property
-    def continuous(self) -> bool:
-        return isinstance(self.action_space, spaces.Box)
-
-    @property
-    def n_actions(self) -> int:
-        return 0 if self.continuous else int(self.action_space.n)  # type: ignore[attr-defined]
-
-    @property
-    def action_dim(self) -> int:
-        return int(self.action_space.shape[0]) if self.continuous else 0  # type: ignore[index]
+    def _parse_manifest(self, man: dict[str, Any]) -> None:
+        self.action_space = action_space_from_json(man["action_space"])
+        self.observation_shape = tuple(int(v) for v in man["observation_shape"])
 
     def __repr__(self) -> str:
         c = self.config
         return (f"GymTransitionDataset({str(self.root)!r}: {len(self)} transitions, {self.num_episodes} episodes, "
                 f"{c.env_id} seeds {c.seed_start}:{c.seed_start + c.seed_count}, policy {c.policy})")
 
-    def _read_shard(self, s: dict[str, Any]) -> dict[str, np.ndarray]:
-        path = self.root / s["file"]
-        with open_h5(path) as f:
-            if f.attrs.get("kind") != KIND:
-                raise DatasetError(f"{path}: not a {KIND} shard (kind {f.attrs.get('kind')!r})")
-            if int(f.attrs.get("start", -1)) != s["start"] or int(f.attrs.get("stop", -1)) != s["stop"]:
-                raise DatasetError(f"{path}: transition range differs from the manifest's")
-            d = {k: read_h5_array(f, k) for k in (*STEP_KEYS, "final_obs")}
+    def _read_all(self, s: dict[str, Any]) -> dict[str, np.ndarray]:
+        """The whole shard, its array shapes checked against the manifest."""
+        d = super()._read_all(s)
         n = s["stop"] - s["start"]
         act_shape = (n, self.action_dim) if self.continuous else (n,)
         if any(len(d[k]) != n for k in STEP_KEYS) or d["obs"].shape[1:] != self.observation_shape \
                 or d["actions"].shape != act_shape:
-            raise DatasetError(f"{path}: array shapes inconsistent with the manifest")
+            raise DatasetError(f"{self.root / s['file']}: array shapes inconsistent with the manifest")
         return d
-
-    def load(self, start: int = 0, stop: int | None = None,
-             keys: tuple[str, ...] = STEP_KEYS) -> dict[str, np.ndarray]:
-        """Transitions ``[start, stop)`` as a dict of arrays (see the module docstring)."""
-        stop = len(self) if stop is None else stop
-        if not 0 <= start <= stop <= len(self):
-            raise DatasetError(f"{self.root}: range [{start}, {stop}) outside 0..{len(self)}")
-        parts = []
-        for s in self.shards:
-            lo, hi = max(start, s["start"]), min(stop, s["stop"])
-            if lo < hi:
-                d = self._read_shard(s)
-                parts.append({k: d[k][lo - s["start"]:hi - s["start"]] for k in keys})
-        if not parts:
-            return {k: np.empty((0,), np.int64) for k in keys}
-        return {k: np.concatenate([p[k] for p in parts]) for k in keys}
-
-    def get(self, indices: np.ndarray, keys: tuple[str, ...] = ("obs", "actions")) -> dict[str, np.ndarray]:
-        """Transitions at arbitrary ``indices`` (any order, repeats allowed), in that order, as
-        ``TransitionDataset.get`` (each shard touched is read whole: these datasets are small)."""
-        idx = np.asarray(indices, np.int64)
-        if idx.size and (idx.min() < 0 or idx.max() >= len(self)):
-            raise DatasetError(f"{self.root}: index outside 0..{len(self)}")
-        starts = np.asarray([s["start"] for s in self.shards], np.int64)
-        shard_of = np.searchsorted(starts, idx, side="right") - 1
-        out: dict[str, np.ndarray] = {}
-        for si in np.unique(shard_of):
-            s, mask = self.shards[si], shard_of == si
-            d = self._read_shard(s)
-            for k in keys:
-                v = d[k][idx[mask] - s["start"]]
-                if k not in out:
-                    out[k] = np.empty((len(idx), *v.shape[1:]), v.dtype)
-                out[k][mask] = v
-        return out if out else {k: np.empty((0,)) for k in keys}
-
-    def episodes(self) -> Iterator[dict[str, Any]]:
-        """Every episode segment in order, as ``TransitionDataset.episodes()``: ``observations``
-        uint8 ``(T+1, 64, 64, 3)`` (incl. the frame after the last step), ``actions`` int64 ``(T,)``
-        or float32 ``(T, d)``, ``rewards`` float32 ``(T,)``, ``terminations`` / ``truncations`` bool
-        ``(T,)``, ``level_seed`` int64 ``(T,)``, ``episode_id`` (int) and ``cut`` (True when the
-        segment was cut by the end of its shard)."""
-        for s in self.shards:
-            d = self._read_shard(s)
-            ids = d["episode_id"]
-            bounds = np.flatnonzero(np.diff(ids)) + 1
-            starts, stops = np.concatenate([[0], bounds]), np.concatenate([bounds, [len(ids)]])
-            if len(starts) != len(d["final_obs"]):
-                raise DatasetError(f"{self.root / s['file']}: episode boundaries inconsistent with final_obs")
-            for e, (lo, hi) in enumerate(zip(starts, stops)):
-                yield {
-                    "episode_id": int(ids[lo]),
-                    "observations": np.concatenate([d["obs"][lo:hi], d["final_obs"][e:e + 1]]),
-                    **{k: d[k][lo:hi] for k in ("actions", "rewards", "terminations", "truncations",
-                                                "level_seed")},
-                    "cut": not bool(d["terminations"][hi - 1] or d["truncations"][hi - 1]),
-                }
 
 
 # ---- evaluation in the real env ------------------------------------------------------------------

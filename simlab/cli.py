@@ -365,8 +365,10 @@ def eval_physics(
 @train_app.command("dreamland")
 def train_dreamland_cmd(
     out: Annotated[Path, typer.Option("--out", help="Run directory.")] = Path("runs/dreamland"),
-    env: Annotated[str, typer.Option(help="Real env (procgen-like game id).")] = "simlab/Dodge-v0",
-    preset: Annotated[str, typer.Option(help="cpu (default) | gpu | debug")] = "cpu",
+    env: Annotated[str | None, typer.Option(
+        help="Real env: a procgen-like game id (default simlab/Dodge-v0) or an image gymnasium env "
+             "(CarRacing-v3).")] = None,
+    preset: Annotated[str, typer.Option(help="cpu (default) | gpu | carracing | debug")] = "cpu",
     dropout: Annotated[float | None, typer.Option(help="World-model LSTM dropout (Dream Land).")] = None,
     mask: Annotated[str | None, typer.Option(help="Dream mask mode: per_episode | per_step | mc_mean | none")]
     = None,
@@ -385,8 +387,8 @@ def train_dreamland_cmd(
 
     if preset not in PRESETS:
         raise ConfigError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
-    ov = [f"env={env}", f"baseline={'true' if baseline else 'false'}"]
-    for key, val in (("dropout", dropout), ("mask", mask), ("controller", controller), ("seeds", seeds)):
+    ov = [f"baseline={'true' if baseline else 'false'}"]
+    for key, val in (("env", env), ("dropout", dropout), ("mask", mask), ("controller", controller), ("seeds", seeds)):
         if val is not None:
             ov.append(f"{key}={val}")
     if sweep:

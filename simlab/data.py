@@ -209,6 +209,156 @@ def check_shards(root: str | os.PathLike[str], man: dict[str, Any], verify: bool
             raise DatasetError(f"{p}: checksum differs from the manifest (corrupt)")
 
 
+# ---- shared reader of transition datasets -------------------------------------------------
+TRANSITION_KEYS = ("obs", "actions", "rewards", "terminations", "truncations", "level_seed", "episode_id")
+"""Per-transition arrays of a transition shard (plus the per-segment ``final_obs``)."""
+EPISODE_STEP_KEYS = ("actions", "rewards", "terminations", "truncations", "level_seed")
+"""Per-step arrays of the episode dicts of :meth:`ShardedTransitions.episodes`."""
+
+
+class ShardedTransitions:
+    """Reader base of the transition datasets (procgen, gym-image).
+
+    Shards hold consecutive transitions ``[start, stop)``; every episode segment of a
+    shard is a run of equal ``episode_id`` followed by one ``final_obs`` frame (the
+    observation after its last step). On open the manifest (kind, format version,
+    config, the subclass's fields) and every shard's size (``verify=True``: SHA-256
+    too) are checked, and the shard ranges must cover ``0..count``. Errors are
+    :class:`DatasetError` naming the file.
+
+    Subclass hooks:
+        kind: manifest and shard ``kind``.
+        label: names the dataset in "invalid <label> manifest" errors.
+        config_class: built from the manifest's ``config`` (``self.config``).
+        step_keys: per-transition arrays of a shard.
+        _parse_manifest(man): the subclass's other manifest fields (runs after
+            ``config``; KeyError/TypeError/ValueError/ConfigError become DatasetError).
+        _read(s, sel, keys): arrays ``keys`` of shard ``s`` at ``sel`` (a slice or
+            sorted unique shard-local indices); default: sliced from :meth:`_read_all`.
+        _read_all(s): every array of shard ``s`` (``step_keys`` and ``final_obs``);
+            default: read as stored, unchecked.
+    """
+
+    kind: str
+    label: str
+    config_class: Any
+    step_keys: tuple[str, ...] = TRANSITION_KEYS
+    observation_shape: tuple[int, ...]
+
+    def __init__(self, root: str | Path, verify: bool = False) -> None:
+        self.root = Path(root)
+        self.manifest = read_manifest(self.root, self.kind)
+        man_path = self.root / MANIFEST
+        try:
+            self.config = self.config_class(**self.manifest["config"])
+            self._parse_manifest(self.manifest)
+            self.shards = list(self.manifest["shards"])
+            count = int(self.manifest["count"])
+        except (KeyError, TypeError, ValueError, ConfigError) as e:
+            raise DatasetError(f"{man_path}: invalid {self.label} manifest ({type(e).__name__}: {e})") from None
+        check_shards(self.root, self.manifest, verify=verify)
+        if not self.shards or [s["start"] for s in self.shards] != [0, *[s["stop"] for s in self.shards[:-1]]] \
+                or self.shards[-1]["stop"] != count:
+            raise DatasetError(f"{man_path}: shard ranges do not cover 0..{count}")
+        self._starts = np.array([s["start"] for s in self.shards], np.int64)
+
+    def _parse_manifest(self, man: dict[str, Any]) -> None:
+        """Set the subclass's attributes from manifest fields other than ``config``."""
+
+    def __len__(self) -> int:
+        """Number of transitions."""
+        return int(self.manifest["count"])
+
+    @property
+    def num_episodes(self) -> int:
+        """Number of episode segments."""
+        return int(self.manifest["episodes"])
+
+    @property
+    def env_id(self) -> str:
+        """Env id of the dataset (the env its policies are evaluated in)."""
+        return str(self.manifest["env_id"])
+
+    # ---- reading -----------------------------------------------------------------------------
+    def _open(self, s: dict[str, Any]):  # -> h5py.File
+        """Open shard ``s``, checking its kind and transition range against the manifest."""
+        path = self.root / s["file"]
+        f = open_h5(path)
+        kind = f.attrs.get("kind")
+        if kind != self.kind:
+            f.close()
+            raise DatasetError(f"{path}: not a {self.kind} shard (kind {kind!r})")
+        if int(f.attrs.get("start", -1)) != s["start"] or int(f.attrs.get("stop", -1)) != s["stop"]:
+            f.close()
+            raise DatasetError(f"{path}: transition range differs from the manifest's")
+        return f
+
+    def _read_all(self, s: dict[str, Any]) -> dict[str, np.ndarray]:
+        with self._open(s) as f:
+            return {k: read_h5_array(f, k) for k in (*self.step_keys, "final_obs")}
+
+    def _read(self, s: dict[str, Any], sel: Any, keys: tuple[str, ...]) -> dict[str, np.ndarray]:
+        d = self._read_all(s)
+        return {k: d[k][sel] for k in keys}
+
+    def load(self, start: int = 0, stop: int | None = None,
+             keys: tuple[str, ...] = TRANSITION_KEYS) -> dict[str, np.ndarray]:
+        """Transitions ``[start, stop)`` as a dict of arrays (see the module docstring)."""
+        stop = len(self) if stop is None else stop
+        if not 0 <= start <= stop <= len(self):
+            raise DatasetError(f"{self.root}: range [{start}, {stop}) outside 0..{len(self)}")
+        parts = []
+        for s in self.shards:
+            lo, hi = max(start, s["start"]), min(stop, s["stop"])
+            if lo < hi:
+                parts.append(self._read(s, slice(lo - s["start"], hi - s["start"]), keys))
+        if not parts:
+            return {k: np.empty((0,), np.int64) for k in keys}
+        return {k: np.concatenate([p[k] for p in parts]) for k in keys}
+
+    def get(self, indices: np.ndarray, keys: tuple[str, ...] = ("obs", "actions")) -> dict[str, np.ndarray]:
+        """Transitions at arbitrary ``indices`` (any order, repeats allowed), in that order."""
+        idx = np.asarray(indices, np.int64)
+        if idx.size and (idx.min() < 0 or idx.max() >= len(self)):
+            raise DatasetError(f"{self.root}: index outside 0..{len(self)}")
+        shard_of = np.searchsorted(self._starts, idx, side="right") - 1
+        out: dict[str, np.ndarray] = {}
+        for si in np.unique(shard_of):
+            s = self.shards[si]
+            mask = shard_of == si
+            uniq, inv = np.unique(idx[mask] - s["start"], return_inverse=True)
+            part = self._read(s, uniq, keys)
+            for k, v in part.items():
+                if k not in out:
+                    out[k] = np.empty((len(idx), *v.shape[1:]), v.dtype)
+                out[k][mask] = v[inv]
+        if not out:
+            return {k: np.empty((0,)) for k in keys}
+        return out
+
+    def episodes(self) -> Iterator[dict[str, Any]]:
+        """Every episode segment in order: ``observations`` ``(T+1, *observation_shape)`` incl. the
+        observation after the last step, ``actions`` (``(T,)`` ids or ``(T, d)`` vectors),
+        ``rewards`` / ``terminations`` / ``truncations`` / ``level_seed`` ``(T,)``, ``episode_id``
+        (int) and ``cut`` (True when the segment ended without termination/truncation: cut by the
+        end of its shard).
+        """
+        for s in self.shards:
+            d = self._read_all(s)
+            ids = d["episode_id"]
+            bounds = np.flatnonzero(np.diff(ids)) + 1
+            starts, stops = np.concatenate([[0], bounds]), np.concatenate([bounds, [len(ids)]])
+            if len(starts) != len(d["final_obs"]) or len(ids) != s["stop"] - s["start"]:
+                raise DatasetError(f"{self.root / s['file']}: episode boundaries inconsistent with final_obs")
+            for e, (lo, hi) in enumerate(zip(starts, stops)):
+                yield {
+                    "episode_id": int(ids[lo]),
+                    "observations": np.concatenate([d["obs"][lo:hi], d["final_obs"][e:e + 1]]),
+                    **{k: d[k][lo:hi] for k in EPISODE_STEP_KEYS},
+                    "cut": not bool(d["terminations"][hi - 1] or d["truncations"][hi - 1]),
+                }
+
+
 # ---- shared logic of sharded collectors ---------------------------------------------------
 @dataclass
 class CollectResult:

@@ -79,7 +79,7 @@ class DreamlandConfig:
     """Real envs stepped together while collecting."""
     z_dim: int = 32
     """VAE latent size."""
-    vae_epochs: int = 8
+    vae_epochs: int = 12
     """VAE training epochs."""
     vae_max_frames: int = 10_000
     """Frames used to train the VAE (a seeded subsample if more were collected)."""
@@ -119,7 +119,7 @@ class DreamlandConfig:
     """CMA-ES population."""
     episodes_per_candidate: int = 4
     """Dream episodes per CMA-ES candidate."""
-    generations: int = 20
+    generations: int = 40
     """CMA-ES generations."""
     sigma0: float = 0.1
     """CMA-ES initial step size."""
@@ -241,6 +241,8 @@ PRESETS: dict[str, dict[str, Any]] = {
               "seeds": 1, "eval_episodes": 2, "eval_num_envs": 2, "eval_max_steps": 60, "torch_threads": 1,
               "videos": False, "eval_dream_episodes": 8, "vae_batch_size": 64, "rnn_batch_size": 16},
     "cpu": {},
+    "carracing": {"env": "CarRacing-v3", "transitions": 10_000, "num_envs": 1, "max_dream_steps": 300,
+                  "eval_max_steps": 300, "eval_episodes": 8, "eval_num_envs": 1},
     "gpu": {"transitions": 200_000, "vae_epochs": 10, "vae_max_frames": 200_000, "rnn_epochs": 40,
             "popsize": 64, "episodes_per_candidate": 16, "generations": 100, "max_dream_steps": 1000,
             "seeds": 5, "eval_episodes": 100, "eval_num_envs": 64, "device": "cuda"},

@@ -47,15 +47,14 @@ import numpy as np
 from simlab import __version__
 from simlab.data import (
     FORMAT_VERSION,
-    MANIFEST,
     RECORD_FILE,
+    TRANSITION_KEYS,
     CollectResult,
-    check_shards,
+    ShardedTransitions,
     claim_dataset_dir,
     finalize_manifest,
     open_h5,
     read_h5_array,
-    read_manifest,
     sha256_file,
     shard_name,
     shard_record,
@@ -76,7 +75,7 @@ from simlab.registry import ENV_SPECS
 
 KIND = "simlab.procgen.transitions"
 OBS_SHAPE = (OBS_SIZE, OBS_SIZE, 3)
-STEP_KEYS = ("obs", "actions", "rewards", "terminations", "truncations", "level_seed", "episode_id")
+STEP_KEYS = TRANSITION_KEYS
 """Per-transition arrays of a shard (plus the per-segment ``final_obs``)."""
 SCRIPTED_POLICIES = ("random", "random_repeat", "oracle")
 ENV_IDS = {s.kwargs["game"]: s.id for s in ENV_SPECS
@@ -412,46 +411,26 @@ def check_spaces(source: str | Path, observation_shape: tuple[int, ...], observa
         raise ConfigError(f"dataset {source} has Discrete({n_actions}) actions but env {name} has {got}")
 
 
-class TransitionDataset:
+class TransitionDataset(ShardedTransitions):
     """Read a collected procgen transition dataset.
 
     Validates the manifest (kind, format version, config) and every shard's
     size on open (``verify=True`` also checks SHA-256); shard contents are
     checked against the manifest when read. Errors are :class:`DatasetError`
-    naming the file.
+    naming the file. Opening, ``len``, ``load``, ``get`` and ``episodes`` are
+    :class:`simlab.data.ShardedTransitions`'; ``load`` and ``get`` read only the
+    requested transitions of each shard.
     """
 
-    def __init__(self, root: str | Path, verify: bool = False) -> None:
-        self.root = Path(root)
-        self.manifest = read_manifest(self.root, KIND)
-        man_path = self.root / MANIFEST
-        try:
-            self.config = ProcgenCollectConfig(**self.manifest["config"])
-            self.observation_shape = tuple(int(v) for v in self.manifest["observation_shape"])
-            self.observation_dtype = np.dtype(self.manifest["observation_dtype"])
-            self.n_actions = int(self.manifest["n_actions"])
-            self.shards = list(self.manifest["shards"])
-            count = int(self.manifest["count"])
-        except (KeyError, TypeError, ValueError, ConfigError) as e:
-            raise DatasetError(f"{man_path}: invalid procgen manifest ({type(e).__name__}: {e})") from None
-        check_shards(self.root, self.manifest, verify=verify)
-        if not self.shards or [s["start"] for s in self.shards] != [0, *[s["stop"] for s in self.shards[:-1]]] \
-                or self.shards[-1]["stop"] != count:
-            raise DatasetError(f"{man_path}: shard ranges do not cover 0..{count}")
-        self._starts = np.array([s["start"] for s in self.shards], np.int64)
+    kind = KIND
+    label = "procgen"
+    config_class = ProcgenCollectConfig
+    step_keys = STEP_KEYS
 
-    def __len__(self) -> int:
-        return int(self.manifest["count"])
-
-    @property
-    def num_episodes(self) -> int:
-        """Number of episode segments."""
-        return int(self.manifest["episodes"])
-
-    @property
-    def env_id(self) -> str:
-        """Registered env id of the dataset's game."""
-        return str(self.manifest["env_id"])
+    def _parse_manifest(self, man: dict[str, Any]) -> None:
+        self.observation_shape = tuple(int(v) for v in man["observation_shape"])
+        self.observation_dtype = np.dtype(man["observation_dtype"])
+        self.n_actions = int(man["n_actions"])
 
     def __repr__(self) -> str:
         return (f"TransitionDataset({str(self.root)!r}: {len(self)} transitions, {self.num_episodes} episodes, "
@@ -466,18 +445,8 @@ class TransitionDataset:
         check_spaces(self.root, self.observation_shape, self.observation_dtype, self.n_actions, env)
 
     # ---- reading -----------------------------------------------------------------------------
-    def _open(self, s: dict[str, Any]):
-        path = self.root / s["file"]
-        f = open_h5(path)
-        if f.attrs.get("kind") != KIND:
-            f.close()
-            raise DatasetError(f"{path}: not a {KIND} shard (kind {f.attrs.get('kind')!r})")
-        if int(f.attrs.get("start", -1)) != s["start"] or int(f.attrs.get("stop", -1)) != s["stop"]:
-            f.close()
-            raise DatasetError(f"{path}: transition range differs from the manifest's")
-        return f
-
     def _read(self, s: dict[str, Any], sel: Any, keys: tuple[str, ...]) -> dict[str, np.ndarray]:
+        """Only the selected items of each array (HDF5 partial reads), checked against the manifest."""
         with self._open(s) as f:
             out = {k: read_h5_array(f, k, sel) for k in keys}
         n = len(range(*sel.indices(s["stop"] - s["start"]))) if isinstance(sel, slice) else len(sel)
@@ -487,68 +456,11 @@ class TransitionDataset:
                                    "inconsistent with the manifest")
         return out
 
-    def load(self, start: int = 0, stop: int | None = None,
-             keys: tuple[str, ...] = STEP_KEYS) -> dict[str, np.ndarray]:
-        """Transitions ``[start, stop)`` as a dict of arrays (see the module docstring)."""
-        stop = len(self) if stop is None else stop
-        if not 0 <= start <= stop <= len(self):
-            raise DatasetError(f"{self.root}: range [{start}, {stop}) outside 0..{len(self)}")
-        parts = []
-        for s in self.shards:
-            lo, hi = max(start, s["start"]), min(stop, s["stop"])
-            if lo < hi:
-                parts.append(self._read(s, slice(lo - s["start"], hi - s["start"]), keys))
-        if not parts:
-            return {k: np.empty((0,), np.int64) for k in keys}
-        return {k: np.concatenate([p[k] for p in parts]) for k in keys}
-
-    def get(self, indices: np.ndarray, keys: tuple[str, ...] = ("obs", "actions")) -> dict[str, np.ndarray]:
-        """Transitions at arbitrary ``indices`` (any order, repeats allowed), in that order."""
-        idx = np.asarray(indices, np.int64)
-        if idx.size and (idx.min() < 0 or idx.max() >= len(self)):
-            raise DatasetError(f"{self.root}: index outside 0..{len(self)}")
-        shard_of = np.searchsorted(self._starts, idx, side="right") - 1
-        out: dict[str, np.ndarray] = {}
-        for si in np.unique(shard_of):
-            s = self.shards[si]
-            mask = shard_of == si
-            uniq, inv = np.unique(idx[mask] - s["start"], return_inverse=True)
-            part = self._read(s, uniq, keys)
-            for k, v in part.items():
-                if k not in out:
-                    out[k] = np.empty((len(idx), *v.shape[1:]), v.dtype)
-                out[k][mask] = v[inv]
-        if not out:
-            return {k: np.empty((0,)) for k in keys}
-        return out
-
     def iter_batches(self, batch_size: int = 1024,
                      keys: tuple[str, ...] = STEP_KEYS) -> Iterator[dict[str, np.ndarray]]:
         """Consecutive batches of transitions."""
         for lo in range(0, len(self), batch_size):
             yield self.load(lo, min(len(self), lo + batch_size), keys)
-
-    def episodes(self) -> Iterator[dict[str, Any]]:
-        """Every episode segment in order: ``observations`` (T+1, 64, 64, 3) incl. the last next
-        observation, ``actions``/``rewards``/``terminations``/``truncations``/``level_seed`` (T,),
-        ``episode_id`` (int) and ``cut`` (True when the segment ended without termination/truncation).
-        """
-        for s in self.shards:
-            with self._open(s) as f:
-                d = {k: read_h5_array(f, k) for k in (*STEP_KEYS, "final_obs")}
-            ids = d["episode_id"]
-            bounds = np.flatnonzero(np.diff(ids)) + 1
-            starts, stops = np.concatenate([[0], bounds]), np.concatenate([bounds, [len(ids)]])
-            if len(starts) != len(d["final_obs"]) or len(ids) != s["stop"] - s["start"]:
-                raise DatasetError(f"{self.root / s['file']}: episode boundaries inconsistent with final_obs")
-            for e, (lo, hi) in enumerate(zip(starts, stops)):
-                yield {
-                    "episode_id": int(ids[lo]),
-                    "observations": np.concatenate([d["obs"][lo:hi], d["final_obs"][e:e + 1]]),
-                    **{k: d[k][lo:hi] for k in ("actions", "rewards", "terminations", "truncations",
-                                                "level_seed")},
-                    "cut": not bool(d["terminations"][hi - 1] or d["truncations"][hi - 1]),
-                }
 
 
 # ---- Minari export ---------------------------------------------------------------------------
