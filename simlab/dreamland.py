@@ -506,6 +506,7 @@ class Dreamland:
     def report(self) -> dict[str, Any]:
         summ = self.summary()
         self._plot(summ)
+        self._reconstruction_plot()
         if self.cfg.videos:
             self._real_vs_dream_video()
         a, b = self.cfg.train_levels.split(":")
@@ -528,6 +529,8 @@ class Dreamland:
                 lines.append(f"| {v} | {name} | {r['mean']:.1f} | {r['std']:.1f} | +/- {r['ci95']:.1f} | "
                              f"{r['episodes']} |")
         lines += ["", "![dream vs real](plots/dream_vs_real.png)", "",
+                  "What the world model sees (top: real frames, bottom: VAE reconstructions):", "",
+                  "![VAE reconstructions](plots/vae_reconstruction.png)", "",
                   f"Resolved config: `config.yaml`. Wall time so far: {time.time() - self.t0:.0f} s."]
         (self.path / "report.md").write_text("\n".join(lines) + "\n")
         (self.path / "summary.json").write_text(json.dumps(summ, indent=2) + "\n")
@@ -567,6 +570,24 @@ class Dreamland:
         fig.tight_layout()
         fig.savefig(self.path / "plots" / "dream_vs_real.png", dpi=100)
         plt.close(fig)
+
+    def _reconstruction_plot(self, n: int = 8) -> None:
+        """``plots/vae_reconstruction.png``: ``n`` real frames spread over the data (top row) and
+        their VAE reconstructions (bottom row), 3x upscaled: what the world model can and cannot see."""
+        import imageio.v3 as iio
+        import torch
+
+        from simlab.world_models.dropout.vae import ConvVAE
+
+        ds = self._real()
+        idx = np.linspace(0, len(ds) - 1, n).astype(np.int64)
+        real = ds.get(idx, ("obs",))["obs"]
+        vae = ConvVAE.from_pretrained(self.path / "checkpoints" / "vae", device=self.device)
+        with torch.no_grad():
+            rec = vae.decode_uint8(vae.encode(torch.as_tensor(real, device=self.device))[0])
+        grid = np.concatenate([np.concatenate(list(real), 1), np.concatenate(list(rec), 1)], 0)
+        (self.path / "plots").mkdir(parents=True, exist_ok=True)
+        iio.imwrite(self.path / "plots" / "vae_reconstruction.png", np.kron(grid, np.ones((3, 3, 1), np.uint8)))
 
     def _real_vs_dream_video(self) -> None:
         """A real episode next to the dream of its own actions (the Dream Land model, no dropout)."""

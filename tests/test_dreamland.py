@@ -41,7 +41,8 @@ def unbroken(tmp_path_factory) -> Path:
 def test_debug_run_writes_everything(unbroken: Path) -> None:
     from simlab.world_models.dropout.model import DropoutWorldModel
 
-    for f in ("config.yaml", "metrics.jsonl", "report.md", "summary.json", "plots/dream_vs_real.png"):
+    for f in ("config.yaml", "metrics.jsonl", "report.md", "summary.json", "plots/dream_vs_real.png",
+              "plots/vae_reconstruction.png"):
         assert (unbroken / f).exists(), f
     summ = json.loads((unbroken / "summary.json").read_text())
     assert set(summ) == {"dreamland", "worldmodels", "dreamland_p0.1"}
