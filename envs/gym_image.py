@@ -574,7 +574,7 @@ def _to_env_action(a: Any, space: spaces.Space) -> Any:
 def evaluate_gym(policy: Any, env_id: str, splits: dict[str, tuple[int, int]], episodes: int, seed: int = 0,
                  max_episode_steps: int | None = None, video_dir: str | Path | None = None,
                  videos_per_split: int = 1, out_dir: str | Path | None = None, deterministic: bool = True,
-                 fps: float = 50.0) -> dict[str, dict[str, Any]]:
+                 fps: float = 50.0, progress: bool = False) -> dict[str, dict[str, Any]]:
     """Evaluate ``policy`` in the real image env ``env_id`` over named splits of env seeds.
 
     One env, stepped sequentially; episode ``k`` of a split is reset with seed
@@ -597,6 +597,7 @@ def evaluate_gym(policy: Any, env_id: str, splits: dict[str, tuple[int, int]], e
         out_dir: where to write ``eval_info.json`` (default ``video_dir``; neither: not written).
         deterministic: False calls ``policy.act(obs, deterministic=False)``.
         fps: video frame rate (CarRacing runs at 50 fps).
+        progress: a tqdm bar over episodes (all splits) on stderr.
 
     Returns:
         ``{split: {"mean_return", "std_return", "ci95", "success_rate" (None: no success rule),
@@ -621,6 +622,10 @@ def evaluate_gym(policy: Any, env_id: str, splits: dict[str, tuple[int, int]], e
     result: dict[str, dict[str, Any]] = {}
     per_episode: list[dict[str, Any]] = []
     reset_hook = getattr(policy, "reset", None)
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=len(sp) * int(episodes), desc=f"eval {env_id}", unit="ep", disable=not progress,
+               dynamic_ncols=True)
     try:
         info = _describe(env, env_id)
         for split, (first, count) in sp.items():
@@ -651,6 +656,8 @@ def evaluate_gym(policy: Any, env_id: str, splits: dict[str, tuple[int, int]], e
                     write_mp4(p, np.stack(frames), fps=fps)
                     ep["video"] = str(p)
                 eps.append(ep)
+                bar.update(1)
+                bar.set_postfix(split=split, ret=f"{ret:.1f}")
             result[split] = {
                 **summarize([e["return"] for e in eps]),
                 "success_rate": None,
@@ -661,6 +668,7 @@ def evaluate_gym(policy: Any, env_id: str, splits: dict[str, tuple[int, int]], e
             per_episode.extend(eps)
     finally:
         env.close()
+        bar.close()
     info_dir = out_dir if out_dir is not None else video_dir
     if info_dir is not None:
         write_json_atomic(Path(info_dir) / EVAL_INFO, {

@@ -93,9 +93,10 @@ def _slot_quotas(episodes: int, n: int) -> np.ndarray:
 
 def run_split(policy: Actor, game: str, split: str, episodes: int, seed: int = 0, num_envs: int = 16,
               videos: int = 0, max_episode_steps: int | None = None,
-              deterministic: bool = True, use_backgrounds: bool = True,
+              deterministic: bool = True, use_backgrounds: bool = True, bar: Any = None,
               ) -> tuple[list[dict[str, Any]], list[np.ndarray]]:
-    """Play ``episodes`` episodes of one split (``use_backgrounds``: Procgen's option of that name).
+    """Play ``episodes`` episodes of one split (``use_backgrounds``: Procgen's option of that name;
+    ``bar``: an optional tqdm bar advanced by one per counted episode).
 
     Returns:
         (episodes, videos): per-episode dicts (``split, episode, slot, level_seed, return,
@@ -147,6 +148,8 @@ def run_split(policy: Actor, game: str, split: str, episodes: int, seed: int = 0
                 }
                 if s in frames:
                     done_videos[(s, j)] = np.stack(frames.pop(s))
+                if bar is not None:
+                    bar.update(1)
             count[s] += 1
             ret[s], length[s], best[s] = 0.0, 0, -np.inf
             if (s, j + 1) in to_record:
@@ -163,7 +166,7 @@ def evaluate(policy: Actor, env_id: str, splits: list[str] | tuple[str, ...], ep
              num_envs: int = 16, video_dir: Path | str | None = None, videos_per_split: int = 2,
              out_dir: Path | str | None = None, max_episode_steps: int | None = None,
              deterministic: bool = True, fps: float = 15.0, use_backgrounds: bool = True,
-             ) -> dict[str, dict[str, Any]]:
+             progress: bool = False) -> dict[str, dict[str, Any]]:
     """Evaluate ``policy`` in the real env over named splits.
 
     Args:
@@ -182,6 +185,7 @@ def evaluate(policy: Actor, env_id: str, splits: list[str] | tuple[str, ...], ep
         fps: frame rate of the videos.
         use_backgrounds: Procgen's option: textured level backgrounds (False: plain), as the
             policy's training data had them.
+        progress: a tqdm bar over episodes (all splits) on stderr.
 
     Returns:
         ``{split: {"mean_return", "std_return", "ci95", "success_rate", "mean_length",
@@ -206,10 +210,15 @@ def evaluate(policy: Actor, env_id: str, splits: list[str] | tuple[str, ...], ep
     n_videos = max(0, int(videos_per_split)) if video_dir is not None else 0
     result: dict[str, dict[str, Any]] = {}
     per_episode: list[dict[str, Any]] = []
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=len(splits) * episodes, desc=f"eval {env_id}", unit="ep", disable=not progress,
+               dynamic_ncols=True)
     for split in splits:
+        bar.set_postfix(split=split)
         eps, vids = run_split(policy, game, split, episodes, seed=seed, num_envs=num_envs,
                               videos=min(n_videos, episodes), max_episode_steps=max_episode_steps,
-                              deterministic=deterministic, use_backgrounds=use_backgrounds)
+                              deterministic=deterministic, use_backgrounds=use_backgrounds, bar=bar)
         if vids:
             from simlab.video import write_mp4
 
@@ -227,6 +236,7 @@ def evaluate(policy: Actor, env_id: str, splits: list[str] | tuple[str, ...], ep
             "episodes": eps,
         }
         per_episode.extend(eps)
+    bar.close()
     info_dir = out_dir if out_dir is not None else video_dir
     if info_dir is not None:
         import simlab

@@ -483,7 +483,7 @@ def eval_transfer(
     out_dir = out if out is not None else (policy / "eval")
     res = evaluate(pol, env, names, episodes, seed=seed, num_envs=num_envs,
                    video_dir=out_dir / "videos" if videos_per_split > 0 else None,
-                   videos_per_split=videos_per_split, out_dir=out_dir)
+                   videos_per_split=videos_per_split, out_dir=out_dir, progress=True)
     if as_json:
         _print_json({k: {kk: vv for kk, vv in v.items() if kk != "episodes"} for k, v in res.items()})
     else:

@@ -474,13 +474,15 @@ class Dreamland:
             res = evaluate_gym(self._agent(variant, k), self.cfg.env, seeds, self.cfg.eval_episodes, seed=k,
                                max_episode_steps=self.cfg.eval_max_steps or None,
                                video_dir=out / "videos" if self.cfg.videos else None,
-                               videos_per_split=1 if self.cfg.videos else 0, out_dir=out)
+                               videos_per_split=1 if self.cfg.videos else 0, out_dir=out,
+                               progress=self.progress)
             return {s: {"mean_return": v["mean_return"], "returns": [e["return"] for e in v["episodes"]]}
                     for s, v in res.items()}
         res = evaluate(self._agent(variant, k), self.cfg.env, splits, self.cfg.eval_episodes, seed=k,
                        num_envs=self.cfg.eval_num_envs, video_dir=out / "videos" if self.cfg.videos else None,
                        videos_per_split=1 if self.cfg.videos else 0, out_dir=out,
-                       max_episode_steps=self.cfg.eval_max_steps or None, use_backgrounds=self.cfg.use_backgrounds)
+                       max_episode_steps=self.cfg.eval_max_steps or None, use_backgrounds=self.cfg.use_backgrounds,
+                       progress=self.progress)
         return {s: {"mean_return": v["mean_return"], "returns": [e["return"] for e in v["episodes"]]}
                 for s, v in res.items()}
 
@@ -520,7 +522,7 @@ class Dreamland:
               f"- {v}: MDN-RNN dropout {sp['dropout']:g}, dream masks `{sp['mask']}` at rate {sp['dream_dropout']:g}"
               for v, sp in self.cfg.variant_specs().items()],
             (f"- real env backgrounds: {'textured' if self.cfg.use_backgrounds else 'plain'}; "
-             f"held-out split `{self.cfg.heldout_split}`"), "",
+             if self.game is not None else "- ") + f"held-out split `{self.cfg.heldout_split}`", "",
             "| variant | split | mean return | std | 95% CI | episodes |", "|---|---|---:|---:|---:|---:|",
         ]
         for v, splits in summ.items():

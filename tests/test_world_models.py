@@ -525,3 +525,23 @@ def test_train_mdnrnn_episode_lists_and_determinism() -> None:
         train_mdnrnn(z[:, :5], a, r, d, cfg)
     with pytest.raises(ConfigError, match="reward"):
         train_mdnrnn(z, a, None, d, cfg)
+
+
+@pytest.mark.parametrize("rate", [0.0, 0.1])
+def test_done_head_starts_at_the_data_termination_rate(rate: float) -> None:
+    """With no terminations in the data the dream must not invent a hazard (CarRacing's random
+    data): the done head starts at the smoothed data rate, and the reward head at the mean reward."""
+    rng = np.random.default_rng(0)
+    n_ep, t = 20, 50
+    z = rng.standard_normal((n_ep, t + 1, Z)).astype(np.float32)
+    a = rng.integers(0, A, (n_ep, t))
+    r = rng.normal(2.0, 0.1, (n_ep, t)).astype(np.float32)
+    d = rng.random((n_ep, t)) < rate
+    cfg = RNNTrainConfig(n_actions=A, hidden=H, mixtures=2, epochs=1, batch_size=4, seq_len=10, max_steps=1)
+    rnn = train_mdnrnn(z, a, r, d, cfg, seed=0)
+    with torch.no_grad():
+        out = rnn(torch.as_tensor(z[:, :-1]), torch.as_tensor(a))
+    p = torch.sigmoid(out.done_logit).mean().item()
+    want = (d.sum() + 1) / (d.size + 2)
+    assert abs(p - want) < 0.5 * want + 1e-3
+    assert abs(out.reward.mean().item() - 2.0) < 0.5
