@@ -137,3 +137,11 @@ def test_car_racing_end_to_end(tmp_path: Path) -> None:
     ctrl = LinearController.load(out / "controllers" / "dreamland" / "seed0" / "controller")
     act = ctrl.act(np.zeros((4, m.obs_dim), np.float32))
     assert act.shape == (4, 3) and (act >= m.action_space.low).all() and (act <= m.action_space.high).all()
+
+
+@pytest.mark.parametrize("env", ["simlab/Maze-v0", "simlab/BigFish-v0"])
+def test_other_procgen_games_run(env: str, tmp_path: Path) -> None:
+    """The pipeline is not Dodge-specific: each game's own controller actions, both splits."""
+    cfg = debug(env=env, baseline="false", transitions=512, eval_max_steps=30)
+    summ = train_dreamland(cfg, tmp_path / "r", progress=False)["summary"]
+    assert set(summ) == {"dreamland"} and set(summ["dreamland"]) == {"levels:0:200", "test"}
