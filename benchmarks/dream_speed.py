@@ -159,7 +159,11 @@ def build_model(z_dim: int, hidden: int, mixtures: int, seed: int):
 
 
 def calibrate_done_bias(model, episode_len: float, mask_mode: str, seed: int) -> float:
-    """Set the done head's bias so that about 1 step in ``episode_len`` terminates; returns it."""
+    """Set the done head's bias so that about 1 step in ``episode_len`` terminates; returns it.
+
+    The dream samples termination (``done_mode="sample"``: Bernoulli(sigmoid(logit))), so the
+    bias is the one whose MEAN termination probability over sampled dream states is
+    ``1 / episode_len`` (bisection; by hand because it is a one-line monotone root find)."""
     import torch
 
     from simlab.world_models.dropout import DreamVecEnv
@@ -176,7 +180,13 @@ def calibrate_done_bias(model, episode_len: float, mask_mode: str, seed: int) ->
             obs = env.step(rng.integers(0, NUM_ACTIONS, 256))[0]
             h = torch.from_numpy(obs[:, model.z_dim:])
             logits.append((h @ rnn.done_fc.weight[0]).numpy())
-    bias = -float(np.quantile(np.concatenate(logits), 1.0 - 1.0 / episode_len))
+    lg = np.concatenate(logits).astype(np.float64)
+    lo, hi = -60.0, 60.0
+    for _ in range(100):
+        mid = (lo + hi) / 2
+        p = float(np.mean(1.0 / (1.0 + np.exp(-(lg + mid)))))
+        lo, hi = (mid, hi) if p < 1.0 / episode_len else (lo, mid)
+    bias = (lo + hi) / 2
     with torch.no_grad():
         rnn.done_fc.bias.fill_(bias)
     return bias

@@ -512,6 +512,31 @@ def test_dream_speed_benchmark_runs_and_reports_json() -> None:
         assert out["dream"] == [] and out["skipped"] == "cuda not available"
 
 
+def test_dream_speed_calibration_gives_the_asked_episode_length(monkeypatch) -> None:
+    """The benchmark times dreams whose sampled terminations come about once per ``episode_len``
+    steps (before the fix it calibrated for the threshold rule and dreams reset every ~2 steps)."""
+    import importlib.util
+    from pathlib import Path
+
+    from simlab.world_models.dropout import DreamVecEnv
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "dream_speed.py"
+    monkeypatch.syspath_prepend(str(path.parent))  # the benchmark imports its sibling _machine
+    spec = importlib.util.spec_from_file_location("dream_speed_bench", path)
+    bench = importlib.util.module_from_spec(spec)
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        monkeypatch.setenv(var, "1")  # the module sets these on import; undone after the test
+    spec.loader.exec_module(bench)  # type: ignore[union-attr]
+    model = bench.build_model(8, 32, 2, seed=0)
+    bench.calibrate_done_bias(model, 40.0, "per_episode", seed=0)
+    env = DreamVecEnv(model, 64, mask_mode="per_episode", max_episode_steps=10**6, seed=1)
+    env.reset(seed=1)
+    rng = np.random.default_rng(0)
+    ends = sum(int(env.step(rng.integers(0, 15, 64))[2].sum()) for _ in range(100))
+    rate = ends / (64 * 100)
+    assert 1 / 80 < rate < 1 / 20, rate
+
+
 def test_rare_deaths_end_dreams_when_sampled() -> None:
     """A done head with p_done ~ 1/50 never crosses 0.5, but sampled deaths end dreams at ~50 steps."""
     import numpy as np
