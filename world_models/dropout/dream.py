@@ -31,8 +31,10 @@ Starting State:
     ``z`` = one of the model's ``start_z`` (encoded real first frames), drawn
     uniformly; LSTM state zeros.
 Episode End:
-    Terminated when the done head's probability exceeds 0.5 (``mc_mean``: the
-    mean probability); truncated after ``max_episode_steps``.
+    Terminated with the done head's probability p_done (``done_mode="sample"``, the
+    default: rare deaths stay rare but happen), or when p_done > 0.5
+    (``done_mode="threshold"``); ``mc_mean`` uses the mean probability over masks.
+    Truncated after ``max_episode_steps``.
 Arguments:
     model, num_envs (vector env only), mask_mode, dropout (default: the model's
     training rate), temperature (tau), max_episode_steps, device, seed, mc_samples,
