@@ -116,6 +116,15 @@ def box_map(y: np.ndarray, low: np.ndarray, high: np.ndarray) -> np.ndarray:
     return np.clip(out, low, high).astype(np.float32, copy=False)
 
 
+def scores_to_actions(y: np.ndarray, actions: list[int] | spaces.Box) -> np.ndarray:
+    """Controller scores ``(..., k)`` -> actions, the leading axes flattened: int64 ``(N,)`` ids
+    ``actions[argmax]``, or float32 ``(N, d)`` :func:`box_map` onto a Box."""
+    y = y.reshape(-1, y.shape[-1])
+    if isinstance(actions, spaces.Box):
+        return box_map(y, actions.low, actions.high)
+    return np.asarray(actions, np.int64)[y.argmax(axis=1)]
+
+
 # ---- saved-tensor directories (shared by the controller and the dream PPO actor) ---------------
 def save_tensor_dir(path: str | Path, cls_name: str, network: dict[str, Any],
                     tensors: dict[str, torch.Tensor], observation_space: dict[str, Any],
@@ -212,15 +221,8 @@ class LinearController:
         self.in_dim = int(in_dim)
         self.actions: list[int] | spaces.Box = acts
         """The action ids, or the float32 Box of a continuous controller."""
-        if isinstance(acts, spaces.Box):
-            self.box: spaces.Box | None = acts
-            self.low, self.high = acts.low.copy(), acts.high.copy()
-            self._action_ids = None
-            n_out = int(acts.shape[0])
-        else:
-            self.box = None
-            self._action_ids = np.asarray(acts, np.int64)
-            n_out = len(acts)
+        self.box: spaces.Box | None = acts if isinstance(acts, spaces.Box) else None
+        n_out = int(acts.shape[0]) if isinstance(acts, spaces.Box) else len(acts)
         self.W = np.zeros((self.in_dim, n_out), np.float32)
         self.b = np.zeros(n_out, np.float32)
         self.meta = dict(meta or {})
@@ -274,11 +276,7 @@ class LinearController:
         ``deterministic`` is accepted for the simlab policy interface; the controller is
         always deterministic.
         """
-        y = self.logits(obs)
-        if self.box is not None:
-            return box_map(y, self.low, self.high)
-        assert self._action_ids is not None
-        return self._action_ids[y.argmax(axis=1)]
+        return scores_to_actions(self.logits(obs), self.actions)
 
     def save(self, path: str | Path, meta: dict[str, Any] | None = None) -> Path:
         """Write ``path/config.json`` + ``path/model.safetensors`` (W, b as float32).
@@ -331,9 +329,7 @@ class LinearController:
         ``(P, 1, k)``: int64 ``(P * E,)`` ids, or float32 ``(P * E, d)`` for a Box."""
         y = np.matmul(x, W)
         y += b
-        if isinstance(actions, spaces.Box):
-            return box_map(y.reshape(-1, y.shape[-1]), actions.low, actions.high)
-        return np.asarray(actions, np.int64)[y.argmax(axis=2).reshape(-1)]
+        return scores_to_actions(y, actions)
 
 
 # ---- config --------------------------------------------------------------------------------------

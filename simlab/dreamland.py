@@ -195,7 +195,7 @@ class DreamlandConfig:
             raise ConfigError(f"eval_every must be >= 0, got {self.eval_every}")
         if self.temperature <= 0:
             raise ConfigError(f"temperature must be > 0, got {self.temperature}")
-        acts = self.actions()
+        acts = self._actions(game, None if game is not None else info.action_space)
         n = 15 if game is not None else info.n_actions
         if not isinstance(acts, list):
             if self.controller_actions is not None:
@@ -207,14 +207,18 @@ class DreamlandConfig:
         """The controller's action set: a list of discrete action ids, or the env's Box."""
         game = procgen_game_or_none(self.env)
         if game is not None:
-            return list(self.controller_actions) if self.controller_actions is not None \
-                else CONTROLLER_ACTIONS[game]
+            return self._actions(game, None)
         from simlab.envs.gym_image import check_image_env
 
-        space = check_image_env(self.env).action_space
-        if hasattr(space, "n"):
-            return list(self.controller_actions) if self.controller_actions is not None else list(range(space.n))
-        return space
+        return self._actions(None, check_image_env(self.env).action_space)
+
+    def _actions(self, game: str | None, space: Any) -> Any:
+        """:meth:`actions` given the procgen game, or else the gymnasium env's action space."""
+        if game is None and not hasattr(space, "n"):
+            return space
+        if self.controller_actions is not None:
+            return list(self.controller_actions)
+        return CONTROLLER_ACTIONS[game] if game is not None else list(range(space.n))
 
     def variant_specs(self) -> dict[str, dict[str, Any]]:
         """``{name: {"dropout", "dream_dropout", "mask"}}`` of every variant run: Dream Land, the
@@ -476,13 +480,12 @@ class Dreamland:
                                video_dir=out / "videos" if self.cfg.videos else None,
                                videos_per_split=1 if self.cfg.videos else 0, out_dir=out,
                                progress=self.progress)
-            return {s: {"mean_return": v["mean_return"], "returns": [e["return"] for e in v["episodes"]]}
-                    for s, v in res.items()}
-        res = evaluate(self._agent(variant, k), self.cfg.env, splits, self.cfg.eval_episodes, seed=k,
-                       num_envs=self.cfg.eval_num_envs, video_dir=out / "videos" if self.cfg.videos else None,
-                       videos_per_split=1 if self.cfg.videos else 0, out_dir=out,
-                       max_episode_steps=self.cfg.eval_max_steps or None, use_backgrounds=self.cfg.use_backgrounds,
-                       progress=self.progress)
+        else:
+            res = evaluate(self._agent(variant, k), self.cfg.env, splits, self.cfg.eval_episodes, seed=k,
+                           num_envs=self.cfg.eval_num_envs, video_dir=out / "videos" if self.cfg.videos else None,
+                           videos_per_split=1 if self.cfg.videos else 0, out_dir=out,
+                           max_episode_steps=self.cfg.eval_max_steps or None,
+                           use_backgrounds=self.cfg.use_backgrounds, progress=self.progress)
         return {s: {"mean_return": v["mean_return"], "returns": [e["return"] for e in v["episodes"]]}
                 for s, v in res.items()}
 

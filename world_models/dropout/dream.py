@@ -365,7 +365,19 @@ def _check_render_mode(render_mode: str | None) -> str | None:
     return render_mode
 
 
-class DreamVecEnv(VectorEnv):
+class _CoreViews:
+    """Read-only views of a dream env's :class:`DreamCore` configuration (``self.core``)."""
+
+    mask_mode = property(lambda self: self.core.mask_mode)
+    dropout = property(lambda self: self.core.rate)
+    temperature = property(lambda self: self.core.tau)
+    max_episode_steps = property(lambda self: self.core.max_episode_steps)
+    device = property(lambda self: self.core.device)
+    precision = property(lambda self: self.core.fused.precision)
+    masks = property(lambda self: self.core.masks, doc="Masks in force / last used (see DreamCore).")
+
+
+class DreamVecEnv(_CoreViews, VectorEnv):
     """``num_envs`` dreams stepped together (gymnasium 1.x VectorEnv, same-step autoreset).
 
     Args:
@@ -410,14 +422,6 @@ class DreamVecEnv(VectorEnv):
         self.observation_space = batch_space(self.single_observation_space, self.num_envs)
         self.action_space = batch_space(self.single_action_space, self.num_envs)
 
-    # read-only views of the configuration
-    mask_mode = property(lambda self: self.core.mask_mode)
-    dropout = property(lambda self: self.core.rate)
-    temperature = property(lambda self: self.core.tau)
-    max_episode_steps = property(lambda self: self.core.max_episode_steps)
-    device = property(lambda self: self.core.device)
-    precision = property(lambda self: self.core.fused.precision)
-    masks = property(lambda self: self.core.masks, doc="Masks in force / last used (see DreamCore).")
 
     def reset(self, *, seed: int | list[int] | None = None,
               options: dict[str, Any] | None = None) -> tuple[np.ndarray, dict[str, Any]]:
@@ -460,7 +464,7 @@ class DreamVecEnv(VectorEnv):
         return self.core.frame()
 
 
-class DreamEnv(gymnasium.Env):
+class DreamEnv(_CoreViews, gymnasium.Env):
     """One dream as a ``gymnasium.Env`` (arguments as :class:`DreamVecEnv`, without ``num_envs``).
 
     ``step`` after the episode ended (or before ``reset``) raises ``ResetNeeded``.
@@ -481,13 +485,6 @@ class DreamEnv(gymnasium.Env):
         self.action_space = self.core.single_action_space
         self._done = True
 
-    mask_mode = property(lambda self: self.core.mask_mode)
-    dropout = property(lambda self: self.core.rate)
-    temperature = property(lambda self: self.core.tau)
-    max_episode_steps = property(lambda self: self.core.max_episode_steps)
-    device = property(lambda self: self.core.device)
-    precision = property(lambda self: self.core.fused.precision)
-    masks = property(lambda self: self.core.masks, doc="Masks in force / last used (see DreamCore).")
 
     def reset(self, *, seed: int | None = None,
               options: dict[str, Any] | None = None) -> tuple[np.ndarray, dict[str, Any]]:
