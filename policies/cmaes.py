@@ -621,7 +621,7 @@ def train_cmaes(make_env: MakeEnv, in_dim: int, actions: Actions, cfg: CMAESConf
         per-candidate maximum); with ``eval_every == 0``, the candidate with the best fitness
         of all generations. ``info``: ``generations``, ``best_return``, ``best_generation``,
         ``best_source`` (``"eval"`` | ``"candidate"``), ``history`` (per-generation metrics),
-        ``evals`` (``[{"generation", "return"}]``), ``resumed_from`` (generations restored),
+        ``evals`` (``[{"generation", "return", "params"}]``: every scored CMA mean), ``resumed_from`` (generations restored),
         ``num_params``, ``final_mean`` (the CMA mean after the last generation), ``final_sigma``.
 
     Raises:
@@ -700,7 +700,7 @@ def train_cmaes(make_env: MakeEnv, in_dim: int, actions: Actions, cfg: CMAESConf
                                          generation_seed(cfg.seed, g, 1), cfg.max_episode_steps)
                 r = float(ev["returns"].mean())
                 metrics["cmaes/eval_return"] = r
-                evals.append({"generation": g, "return": r})
+                evals.append({"generation": g, "return": r, "params": [float(x) for x in mean]})
                 if r > best_return:
                     best_return, best_gen, best_params = r, g, mean
             metrics["time/generation_s"] = time.time() - t0

@@ -35,6 +35,14 @@ ENV_SPECS: tuple[EnvSpec, ...] = (
             ("Dodge", "dodge", 1000, "TakeCover-like survival: dodge projectiles, +1 per step survived"),
         )
     ),
+    EnvSpec("simlab/Dodge-v1", "simlab.envs.procgen.vec:ProcgenEnv", 1000,
+            "Dodge with TakeCover's visible danger: agent-centred view, fireballs that grow as they "
+            "approach, shots that lead the agent", {"game": "dodge_v1"}, "simlab.envs.procgen.vec:ProcgenVecEnv"),
+    EnvSpec("simlab/ToyGrasp-v0", "simlab.envs.toygrasp.env:ToyGraspEnv", 50,
+            "Franka Panda (pybullet): lift a random toy or an unseen object 10 cm and hold it 1 s "
+            "(needs the grasp extra)"),
+    EnvSpec("simlab/ToyGraspMJ-v0", "simlab.envs.toygrasp.env:ToyGraspMJEnv", 50,
+            "ToyGrasp in MuJoCo: the same robot file, scene, task and actions (needs the grasp extra)"),
 )
 
 

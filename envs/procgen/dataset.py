@@ -20,6 +20,10 @@ Arrays of a shard (``n`` transitions, ``m`` episode segments):
 ``level_seed`` (n,) int64         level of the episode (replay: ``reset(options={"level_seed": s})``)
 ``episode_id`` (n,) int64         dataset index of the episode's first transition (unique)
 ``final_obs``  (m, 64, 64, 3) u8  observation after each episode segment's last step (gzip)
+``hazard_boxes`` (n, K, 4) int16  games with projectiles only (Dodge): boxes ``[x0, y0, x1, y1)``
+                                  of every hazard visible in ``obs`` (observation pixels; ``-1``
+                                  rows for empty slots), for the world-model hazard-recall
+                                  diagnostic; absent from datasets of other games and older ones
 ============== ================== =====================================================
 
 Transitions are stored slot-major: each env slot's steps are contiguous, so
@@ -276,10 +280,14 @@ def rollout_shard(cfg: ProcgenCollectConfig, j: int) -> dict[str, np.ndarray]:
     term_b = np.empty((spe, n), bool)
     trunc_b = np.empty((spe, n), bool)
     seed_b = np.empty((spe, n), np.int64)
+    boxes_of = getattr(env.game, "hazard_boxes", None)
+    box_b = [] if boxes_of is not None else None
     finals: list[dict[int, np.ndarray]] = [{} for _ in range(n)]  # slot -> {step: next obs at segment end}
     obs, info = env.reset()
     for t in range(spe):
         obs_b[t], seed_b[t] = obs, info["level_seed"]
+        if box_b is not None:
+            box_b.append(boxes_of())  # the game state that obs shows
         act_b[t] = policy(obs, env)
         obs, rew_b[t], term_b[t], trunc_b[t], info = env.step(act_b[t])
         done = term_b[t] | trunc_b[t]
@@ -288,6 +296,9 @@ def rollout_shard(cfg: ProcgenCollectConfig, j: int) -> dict[str, np.ndarray]:
     env.close()
 
     out: dict[str, list[np.ndarray]] = {k: [] for k in (*STEP_KEYS, "final_obs")}
+    if box_b is not None:
+        boxes = np.stack(box_b)  # (spe, n, K, 4)
+        out["hazard_boxes"] = []
     base = 0
     for k in range(n):
         ln = int(lengths[k])
@@ -304,6 +315,8 @@ def rollout_shard(cfg: ProcgenCollectConfig, j: int) -> dict[str, np.ndarray]:
         out["level_seed"].append(seed_b[:ln, k])
         out["episode_id"].append(start + base + seg_start)
         out["final_obs"].append(np.stack([finals[k][t] for t in sorted(finals[k])]))
+        if box_b is not None:
+            out["hazard_boxes"].append(boxes[:ln, k])
         base += ln
     arrays = {k: np.concatenate(v) for k, v in out.items()}
     assert len(arrays["final_obs"]) == len(np.unique(arrays["episode_id"]))

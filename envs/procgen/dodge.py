@@ -248,13 +248,17 @@ class Dodge(BatchedGame):
 
     name = "dodge"
     max_steps = 1000
-    episode_state = ("t", "agent_x", "px", "py", "vx", "vy", "alive", "next_shot")
+    episode_state = ("t", "agent_x", "agent_vx", "px", "py", "vx", "vy", "alive", "next_shot")
     """Attributes holding the in-episode state (everything else is fixed by the level)."""
+    agent_speed = AGENT_SPEED
+    """Pixels the agent moves per LEFT/RIGHT step."""
 
     def __init__(self, num_envs: int, opts: ProcgenOptions) -> None:
         super().__init__(num_envs, opts)
         n, k, e = num_envs, max_shots(self.hard), MAX_ENEMIES
         self.agent_x = np.full(n, AGENT_X0, np.int64)
+        self.agent_vx = np.zeros(n, np.int64)
+        """The agent's last move (px/step)."""
         self.px = np.zeros((n, k))
         self.py = np.zeros((n, k))
         self.vx = np.zeros((n, k))
@@ -278,6 +282,7 @@ class Dodge(BatchedGame):
         for key in ("enemy_x", "wake", "phase", "period", "p_fire", "shot_vy", "aim_frac"):
             getattr(self, key)[idx] = p[key]
         self.agent_x[idx] = AGENT_X0
+        self.agent_vx[idx] = 0
         self.alive[idx] = False
         self.px[idx] = self.py[idx] = self.vx[idx] = self.vy[idx] = 0.0
         f = idx.repeat(MAX_ENEMIES)
@@ -294,9 +299,24 @@ class Dodge(BatchedGame):
         self.next_shot[f, e] = next_shots(self.level_seed[f], e, after, self.wake[f, e], self.period[f],
                                           self.phase[f, e], self.p_fire[f])
 
+    def _aim(self, i: np.ndarray, code: np.ndarray, v: np.ndarray, travel: np.ndarray) -> np.ndarray:
+        """Target x (px, world) of new shots of envs ``i``: aimed at the agent's centre now (plus
+        hashed noise) with probability ``aim_frac``, else ``v * OBS_SIZE`` (uniform)."""
+        aimed = hash_uniform(self.level_seed[i], code, _S_AIM) < self.aim_frac[i]
+        return np.where(aimed, self.agent_x[i] + AGENT_W / 2 + (2 * v - 1) * AIM_NOISE, v * OBS_SIZE)
+
+    def shot_boxes(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Fireball boxes in world pixels ``(x0, y0, side)``, each ``(N, max_shots)`` int64
+        (meaningful where ``self.alive``): Dodge-v0's fireballs are 4x4 squares at the rounded
+        position ``(px, py)``."""
+        return (np.floor(self.px + 0.5).astype(np.int64), np.floor(self.py + 0.5).astype(np.int64),
+                np.full(self.px.shape, SHOT, np.int64))
+
     def _step(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         k = self.t + 1  # the step being entered
-        self.agent_x = np.clip(self.agent_x + ACTION_DX[actions] * AGENT_SPEED, 0, OBS_SIZE - AGENT_W)
+        new_x = np.clip(self.agent_x + ACTION_DX[actions] * self.agent_speed, 0, OBS_SIZE - AGENT_W)
+        self.agent_vx = new_x - self.agent_x
+        self.agent_x = new_x
         self.px += self.vx
         self.py += self.vy
         # New shots: times from the schedule; aimed ones go where the agent is now.
@@ -307,22 +327,20 @@ class Dodge(BatchedGame):
             i, e = np.nonzero(fire)
             slot = free[i, rank[i, e]]  # max_shots bounds the fireballs in flight: always free
             code = k[i] * 16 + e
-            aimed = hash_uniform(self.level_seed[i], code, _S_AIM) < self.aim_frac[i]
             v = hash_uniform(self.level_seed[i], code, _S_TARGET)
-            target = np.where(aimed, self.agent_x[i] + AGENT_W / 2 + (2 * v - 1) * AIM_NOISE, v * OBS_SIZE)
-            muzzle = self.enemy_x[i, e] + ENEMY_W / 2
             travel = (AGENT_Y + AGENT_H / 2 - SPAWN_Y - SHOT / 2) / self.shot_vy[i]
+            target = self._aim(i, code, v, travel)
+            muzzle = self.enemy_x[i, e] + ENEMY_W / 2
             self.px[i, slot] = muzzle - SHOT / 2
             self.py[i, slot] = SPAWN_Y
             self.vx[i, slot] = (target - muzzle) / travel
             self.vy[i, slot] = self.shot_vy[i]
             self.alive[i, slot] = True
             self._schedule(i, e, k[i])
-        ix = np.floor(self.px + 0.5)
-        iy = np.floor(self.py + 0.5)
+        ix, iy, side = self.shot_boxes()
         ax = self.agent_x[:, None]
-        hit = self.alive & (iy + SHOT > AGENT_Y) & (iy < AGENT_Y + AGENT_H) & (ix + SHOT > ax) & (ix < ax + AGENT_W)
-        gone = (iy + SHOT > FLOOR_Y) | (ix + SHOT <= 0) | (ix >= OBS_SIZE)
+        hit = self.alive & (iy + side > AGENT_Y) & (iy < AGENT_Y + AGENT_H) & (ix + side > ax) & (ix < ax + AGENT_W)
+        gone = (iy + side > FLOOR_Y) | (ix + side <= 0) | (ix >= OBS_SIZE)
         self.alive &= ~gone | hit  # the fireball that hits stays visible in the last frame
         done = hit.any(1)
         return np.where(done, 0.0, 1.0).astype(np.float32), done
@@ -331,6 +349,21 @@ class Dodge(BatchedGame):
         """Enemies winding up (their shot comes within ``WINDUP`` steps) ``(N, MAX_ENEMIES)``."""
         dt = self.next_shot - self.t[:, None]
         return (dt > 0) & (dt <= WINDUP)
+
+    def view_x0(self) -> np.ndarray:
+        """World x of each observation's left column ``(N,)``: 0 (Dodge-v0 shows the whole arena)."""
+        return np.zeros(self.n, np.int64)
+
+    def hazard_boxes(self) -> np.ndarray:
+        """Where the fireballs are in the current observations: ``(N, max_shots, 4)`` int16 boxes
+        ``[x0, y0, x1, y1)`` in observation pixels, clipped to the frame; ``-1`` rows for empty
+        slots and fireballs out of view. Recorded in datasets for the hazard-recall diagnostic."""
+        ix, iy, side = self.shot_boxes()
+        x0 = ix - self.view_x0()[:, None]
+        box = np.stack([np.clip(x0, 0, OBS_SIZE), np.clip(iy, 0, OBS_SIZE),
+                        np.clip(x0 + side, 0, OBS_SIZE), np.clip(iy + side, 0, OBS_SIZE)], -1)
+        seen = self.alive & (box[..., 2] > box[..., 0]) & (box[..., 3] > box[..., 1])
+        return np.where(seen[..., None], box, -1).astype(np.int16)
 
     def _render(self, out: np.ndarray) -> None:
         np.copyto(out, self.static)

@@ -35,6 +35,7 @@ GAMES: dict[str, str] = {
     "coinrun": "simlab.envs.procgen.coinrun:CoinRun",
     "bigfish": "simlab.envs.procgen.bigfish:BigFish",
     "dodge": "simlab.envs.procgen.dodge:Dodge",
+    "dodge_v1": "simlab.envs.procgen.dodge_v1:DodgeV1",
 }
 
 
@@ -60,7 +61,7 @@ class ProcgenVecEnv(VectorEnv):
     """N envs of one game stepped together (gymnasium 1.x VectorEnv, same-step autoreset).
 
     Args:
-        game: maze | coinrun | bigfish | dodge.
+        game: maze | coinrun | bigfish | dodge | dodge_v1.
         num_envs: batch size N.
         options: a :class:`ProcgenOptions`, or its fields as keyword arguments
             (num_levels, start_level, distribution_mode, use_backgrounds, rand_seed).

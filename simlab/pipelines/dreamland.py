@@ -1,29 +1,35 @@
-"""``simlab train dreamland``: Dropout's Dream Land end to end, against the World Models baseline.
+"""``simlab train dreamland``: Dropout's Dream Land end to end, against the World Models baseline,
+the fixed policies and a real-game upper bound, with world-model diagnostics.
 
 Stages (each checkpointed in the run directory; ``--resume`` skips finished
 ones and CMA-ES resumes inside its generations):
 
 1. ``collect``  real rollouts on the training levels (uniform random actions held
-   for 1-10 steps, the World Models data policy) -> ``RUN/data/real``.
-2. ``vae``      ConvVAE on the frames -> ``RUN/checkpoints/vae``.
+   for 1-10 steps, the World Models data policy) -> ``RUN/data/real``;
+   ``collect_heldout``: a small set on held-out levels, only for the diagnostics.
+2. ``vae``      ConvVAE on the frames -> ``RUN/checkpoints/vae``; ``diag_vae``: its
+   hazard recall on held-out frames.
 3. ``encode``   every frame -> z (VAE mean) -> ``RUN/data/latents.npz``.
-4. ``rnn_<v>``  MDN-RNN for each variant ``v``: ``dreamland`` (LSTM dropout on z and h at
+4. ``fixed``    the fixed policies (stand still, uniform random, random held 1-10 steps,
+   sweep wall to wall) in the real env, same columns, seeds and episodes as the variants.
+5. ``rnn_<v>``  MDN-RNN for each variant ``v``: ``dreamland`` (LSTM dropout on z and h at
    the configured rate) and ``worldmodels`` (the baseline: no dropout) ->
    ``RUN/world_models/<v>`` (VAE + RNN + start latents, ``from_pretrained``-loadable).
-5. ``controller_<v>_s<k>``  a controller trained ONLY in dreams, per seed: CMA-ES linear
+6. ``controller_<v>_s<k>``  a controller trained ONLY in dreams, per seed: CMA-ES linear
    controller on [z, h] (or PPO); Dream Land draws a new dropout mask per dream episode
    (``mask=per_episode``), the baseline dreams without dropout (``none``).
-6. ``eval_<v>_s<k>``  the controller, driven by the world model's encoder and RNN, in
-   the REAL env on the training levels and on held-out levels.
-7. ``report``  ``report.md`` (returns: mean, std, 95% CI over seeds x episodes per
-   variant and split), ``plots/dream_vs_real.png``, real-rollout mp4s and a
-   ``real | dream`` video of the same actions.
+7. ``eval_<v>_s<k>``  the controller, driven by the world model's encoder and RNN, in
+   the REAL env on the training levels, held-out levels and the hard (OOD) levels.
+8. ``controller_upper_bound_s<k>`` / ``eval_...``: the same CMA-ES and controller class
+   trained in the REAL game on the Dream Land model's features.
+9. ``diag_<v>``  multi-step prediction error on held-out sequences and dream fidelity
+   (dream vs real return of a panel of controllers, Spearman).
+10. ``report``  ``report.md`` and ``report.json`` (:mod:`simlab.pipelines.dreamland_report`).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,6 +54,7 @@ def procgen_game_or_none(env_id: str) -> str | None:
 CONTROLLER_ACTIONS: dict[str, list[int]] = {
     # One representative per distinct effect of Procgen's 15 combos (left / stay / right ...).
     "dodge": [1, 4, 7],
+    "dodge_v1": [1, 4, 7],
     "maze": [1, 3, 4, 5, 7],
     "coinrun": [1, 2, 4, 5, 7, 8],
     "bigfish": [0, 1, 2, 3, 4, 5, 6, 7, 8],
@@ -58,15 +65,18 @@ CONTROLLER_ACTIONS: dict[str, list[int]] = {
 class DreamlandConfig:
     """The whole Dream Land experiment (presets: debug, cpu (default), gpu)."""
 
-    env: str = "simlab/Dodge-v0"
-    """Real env: a procgen-like game id (``simlab/Dodge-v0``...) or an image gymnasium env such as
-    ``CarRacing-v3`` (frames resized to 64 x 64; Discrete or Box actions)."""
+    env: str = "simlab/Dodge-v1"
+    """Real env: a procgen-like game id (``simlab/Dodge-v1`` (default), ``simlab/Dodge-v0``...) or an
+    image gymnasium env such as ``CarRacing-v3`` (frames resized to 64 x 64; Discrete or Box actions)."""
     train_levels: str = "0:200"
     """Level seeds (procgen) or reset seeds (gymnasium envs: CarRacing's tracks) the data comes from
     and the controller is first evaluated on (a:b)."""
     heldout_split: str = "test"
     """Held-out real levels for the transfer test: procgen test = levels 250+ (or levels:a:b, hard...);
     gymnasium envs: test = reset seeds 100000+ (or levels:a:b)."""
+    hard_split: str = "hard"
+    """Third test column, out-of-distribution dynamics: procgen's ``hard`` mode (Dodge: faster, denser
+    fireballs on levels 250+); "" to skip. Ignored for gymnasium envs (they have no such mode)."""
     use_backgrounds: bool = False
     """Procgen's textured level backgrounds in the real env (data and evaluation). Off by default:
     on 2 CPU cores the ConvVAE cannot learn the 4x4-px fireballs over high-contrast textures in
@@ -87,6 +97,12 @@ class DreamlandConfig:
     """VAE frames per gradient step (small batches: more steps per CPU second)."""
     vae_lr: float = 1e-3
     """VAE Adam learning rate."""
+    vae_width: int = 16
+    """Channels of the VAE's first conv layer (World Models: 32). 16 costs a quarter of the FLOPs:
+    every real frame a world-model agent sees is encoded, so this sets the real-evaluation cost."""
+    vae_fg_weight: float = 10.0
+    """Extra reconstruction weight of pixels that differ from the frame's background (0: World
+    Models' plain squared error, which learns the background and loses the small fireballs)."""
     hidden: int = 256
     """LSTM size of the MDN-RNN."""
     mixtures: int = 5
@@ -137,7 +153,7 @@ class DreamlandConfig:
     """Controller seeds per variant."""
     baseline: bool = True
     """Also run the World Models baseline (same budget, no dropout)."""
-    eval_episodes: int = 16
+    eval_episodes: int = 32
     """Real episodes per split per seed."""
     eval_num_envs: int = 16
     """Real envs stepped together in evaluation."""
@@ -152,6 +168,33 @@ class DreamlandConfig:
     """Seed of data collection and world-model training."""
     videos: bool = True
     """Write mp4s (real rollouts, real | dream)."""
+    preset: str = ""
+    """Presets applied (set by :func:`dreamland_config`; recorded in report.json)."""
+    fixed_policies: bool = True
+    """Evaluate the fixed policies (stand still, uniform random, random held 1-10 steps, sweep wall to
+    wall) on the same splits, seeds and episodes: the bar every variant must clear."""
+    upper_bound: bool = True
+    """Train the same controller class with the same CMA-ES directly in the REAL game on the Dream Land
+    world model's features (procgen games): separates "the world model is wrong" from "the controller
+    is too weak"."""
+    upper_generations: int = 20
+    """CMA-ES generations of the upper bound (each costs real frames through the VAE encoder)."""
+    upper_seeds: int = 1
+    """Seeds of the upper bound."""
+    diagnostics: bool = True
+    """Write the world-model diagnostics: hazard recall, dream fidelity, multi-step error."""
+    fidelity_episodes: int = 8
+    """Dream fidelity: episodes per panel controller, in the dream and in the real game."""
+    fidelity_max_steps: int = 300
+    """Dream fidelity: step cap of those episodes (the same in dream and real, so returns compare)."""
+    fidelity_random: int = 4
+    """Dream fidelity: random linear controllers in the panel."""
+    heldout_transitions: int = 4096
+    """Real transitions collected on held-out levels for the diagnostics (never trained on)."""
+    horizons: list[int] = dataclasses.field(default_factory=lambda: [1, 2, 4, 8, 16, 32])
+    """Multi-step prediction error: horizons (steps ahead) reported."""
+    burn_in: int = 16
+    """Multi-step prediction error: real steps fed before predicting open loop."""
 
     def __post_init__(self) -> None:
         from simlab.envs.procgen.base import check_split_name, level_range_split, parse_levels
@@ -181,12 +224,22 @@ class DreamlandConfig:
             raise ConfigError(f"unknown controller {self.controller!r}; choose cmaes or ppo")
         for k in ("transitions", "num_envs", "z_dim", "vae_epochs", "vae_max_frames", "hidden", "mixtures",
                   "rnn_epochs", "seq_len", "vae_batch_size", "rnn_batch_size", "eval_dream_episodes", "popsize", "episodes_per_candidate", "generations",
-                  "max_dream_steps", "ppo_timesteps", "seeds", "eval_episodes", "eval_num_envs"):
+                  "max_dream_steps", "ppo_timesteps", "seeds", "eval_episodes", "eval_num_envs", "vae_width",
+                  "upper_generations", "upper_seeds", "fidelity_episodes", "fidelity_max_steps",
+                  "heldout_transitions", "burn_in"):
             if getattr(self, k) < 1:
                 raise ConfigError(f"config key {k!r} must be >= 1, got {getattr(self, k)}")
         for r in self.sweep:
             if not 0.0 <= r < 1.0:
                 raise ConfigError(f"sweep rates must be in [0, 1), got {r}")
+        if self.fidelity_random < 0:
+            raise ConfigError(f"fidelity_random must be >= 0, got {self.fidelity_random}")
+        if not self.horizons or min(self.horizons) < 1:
+            raise ConfigError(f"horizons must be a non-empty list of steps >= 1, got {self.horizons}")
+        if not self.vae_fg_weight >= 0 or self.vae_fg_weight == float("inf"):
+            raise ConfigError(f"vae_fg_weight must be a finite number >= 0, got {self.vae_fg_weight}")
+        if self.hard_split and game is not None:
+            check_split_name(self.hard_split)
         if self.vae_lr <= 0:
             raise ConfigError(f"vae_lr must be > 0, got {self.vae_lr}")
         if self.done_pos_weight <= 0:
@@ -243,9 +296,11 @@ PRESETS: dict[str, dict[str, Any]] = {
               "hidden": 32, "mixtures": 2, "rnn_epochs": 2, "seq_len": 16, "popsize": 4,
               "episodes_per_candidate": 2, "generations": 2, "max_dream_steps": 50, "ppo_timesteps": 512,
               "seeds": 1, "eval_episodes": 2, "eval_num_envs": 2, "eval_max_steps": 60, "torch_threads": 1,
-              "videos": False, "eval_dream_episodes": 8, "vae_batch_size": 64, "rnn_batch_size": 16},
+              "videos": False, "eval_dream_episodes": 8, "vae_batch_size": 64, "rnn_batch_size": 16,
+              "vae_width": 8, "upper_generations": 2, "fidelity_episodes": 2, "fidelity_max_steps": 30,
+              "fidelity_random": 2, "heldout_transitions": 512, "horizons": [1, 2, 4], "burn_in": 4},
     "cpu": {},
-    "carracing": {"env": "CarRacing-v3", "transitions": 10_000, "num_envs": 1, "max_dream_steps": 300,
+    "carracing": {"env": "CarRacing-v3", "hard_split": "", "transitions": 10_000, "num_envs": 1, "max_dream_steps": 300,
                   "eval_max_steps": 300, "eval_episodes": 8, "eval_num_envs": 1},
     "gpu": {"transitions": 200_000, "vae_epochs": 10, "vae_max_frames": 200_000, "rnn_epochs": 40,
             "popsize": 64, "episodes_per_candidate": 16, "generations": 100, "max_dream_steps": 1000,
@@ -267,10 +322,17 @@ def dreamland_config(presets: list[str] | tuple[str, ...] = (), overrides: list[
         if len(path) != 1 or path[0] not in data:
             raise ConfigError(f"unknown config key {'.'.join(path)!r}; valid keys: {', '.join(sorted(data))}")
         data[path[0]] = value
+    data["preset"] = ",".join(presets) or "cpu"
     return from_dict(DreamlandConfig, data)
 
 
 # ---- the pipeline -----------------------------------------------------------------------------
+SPLIT_KEYS = ("train", "heldout", "hard")
+"""report.json's split names: the training levels, the held-out levels, the OOD-dynamics levels."""
+UPPER = "upper_bound"
+"""Name of the real-game CMA-ES row."""
+
+
 class Dreamland:
     """One Dream Land run directory and its stages."""
 
@@ -288,6 +350,9 @@ class Dreamland:
         self.device = resolve_device(cfg.device)
         if cfg.torch_threads:
             torch.set_num_threads(cfg.torch_threads)
+        # Same seed, same machine, same thread count -> the same report (tested): torch's CPU
+        # kernels are deterministic for a fixed thread count; this makes any that are not raise.
+        torch.use_deterministic_algorithms(True, warn_only=True)
         self.run = RunDir.create(out, cfg, resume=resume)
         self.path = self.run.path
         self.t0 = time.time()
@@ -314,32 +379,64 @@ class Dreamland:
 
         return DropoutWorldModel.from_pretrained(self.path / "world_models" / variant, device=self.device)
 
+    def splits(self) -> dict[str, str]:
+        """``{report key: evaluator split}`` of the test columns: train, heldout (and hard)."""
+        a, b = self.cfg.train_levels.split(":")
+        out = {"train": f"levels:{a}:{b}", "heldout": self.cfg.heldout_split}
+        if self.game is not None and self.cfg.hard_split:
+            out["hard"] = self.cfg.hard_split
+        return out
+
+    def _speed(self) -> int:
+        from simlab.envs.procgen.vec import game_class
+
+        return int(getattr(game_class(self.game), "agent_speed", 2))
+
     # -- stages ------------------------------------------------------------------------------------
     def collect(self) -> dict[str, Any]:
+        return self._collect(self.path / "data" / "real", self.cfg.train_levels, self.cfg.transitions,
+                             self.cfg.seed)
+
+    def collect_heldout(self) -> dict[str, Any]:
+        """Real transitions on held-out levels, only for the diagnostics."""
+        held = self.cfg.heldout_split
+        if self.game is not None:
+            from simlab.envs.procgen.base import options_for_split
+
+            o = options_for_split(held)
+            levels = f"{o.start_level}:" if o.num_levels == 0 else f"{o.start_level}:{o.start_level + o.num_levels}"
+        else:
+            from simlab.envs.procgen.base import level_range_split
+
+            a, n = GYM_HELDOUT_SEEDS if held == "test" else level_range_split(held)
+            levels = f"{a}:{a + n}"
+        return self._collect(self.path / "data" / "heldout", levels, self.cfg.heldout_transitions,
+                             self.cfg.seed + 1)
+
+    def _collect(self, out: Path, levels: str, transitions: int, seed: int) -> dict[str, Any]:
         if self.game is None:
             from simlab.envs.gym_image import collect_gym
 
-            a, b = (int(x) for x in self.cfg.train_levels.split(":"))
-            res = collect_gym(self.cfg.env, self.path / "data" / "real", self.cfg.transitions, seeds=(a, b - a),
-                              policy="random", seed=self.cfg.seed, progress=self.progress,
-                              max_episode_steps=self.cfg.eval_max_steps or None)
-            return {"transitions": self.cfg.transitions, "complete": res.complete}
+            a, b = (int(x) for x in levels.split(":"))
+            res = collect_gym(self.cfg.env, out, transitions, seeds=(a, b - a), policy="random", seed=seed,
+                              progress=self.progress, max_episode_steps=self.cfg.eval_max_steps or None)
+            return {"transitions": transitions, "complete": res.complete}
         from simlab.envs.procgen.dataset import ProcgenCollectConfig, collect_procgen
 
-        cc = ProcgenCollectConfig(game=self.game, levels=self.cfg.train_levels, transitions=self.cfg.transitions,
-                                  policy="random_repeat", seed=self.cfg.seed, num_envs=self.cfg.num_envs,
+        cc = ProcgenCollectConfig(game=self.game, levels=levels, transitions=transitions,
+                                  policy="random_repeat", seed=seed, num_envs=self.cfg.num_envs,
                                   use_backgrounds=self.cfg.use_backgrounds)
-        res = collect_procgen(cc, self.path / "data" / "real", resume=True, progress=self.progress)
-        return {"transitions": self.cfg.transitions, "complete": res.complete}
+        res = collect_procgen(cc, out, resume=True, progress=self.progress)
+        return {"transitions": transitions, "complete": res.complete}
 
-    def _real(self):
+    def _real(self, which: str = "real"):
         if self.game is None:
             from simlab.envs.gym_image import GymTransitionDataset
 
-            return GymTransitionDataset(self.path / "data" / "real")
+            return GymTransitionDataset(self.path / "data" / which)
         from simlab.envs.procgen.dataset import TransitionDataset
 
-        return TransitionDataset(self.path / "data" / "real")
+        return TransitionDataset(self.path / "data" / which)
 
     def train_vae(self) -> dict[str, Any]:
         from simlab.world_models.dropout.vae import VAETrainConfig, train_vae
@@ -350,7 +447,7 @@ class Dreamland:
         idx = np.sort(rng.choice(n, size=min(n, self.cfg.vae_max_frames), replace=False))
         frames = ds.get(idx, ["obs"])["obs"]
         vcfg = VAETrainConfig(z_dim=self.cfg.z_dim, epochs=self.cfg.vae_epochs, batch_size=self.cfg.vae_batch_size,
-                              lr=self.cfg.vae_lr)
+                              lr=self.cfg.vae_lr, width=self.cfg.vae_width, fg_weight=self.cfg.vae_fg_weight)
         vae = train_vae(frames, vcfg, device=self.device, progress=self.progress, seed=self.cfg.seed,
                         log=self._log("vae"))
         vae.save_pretrained(self.path / "checkpoints" / "vae")
@@ -418,28 +515,58 @@ class Dreamland:
             return {"mask_mode": "none", "dropout": 0.0}
         return {"mask_mode": spec["mask"], "dropout": spec["dream_dropout"]}
 
-    def train_controller(self, variant: str, k: int) -> dict[str, Any]:
+    def _dream_env(self, variant: str, max_steps: int):
+        """``make_env(num_envs, seed)`` of a variant's dream (its own mask mode and rate)."""
         model = self.world_model(variant)
         kw = self._dream_kwargs(variant)
-        sub = self.path / "controllers" / variant / f"seed{k}"
-        seed = 1000 * (k + 1)
 
         def make_env(num_envs: int, env_seed: int):
-            return model.as_vec_env(num_envs, temperature=self.cfg.temperature,
-                                    max_episode_steps=self.cfg.max_dream_steps, device=self.device,
-                                    seed=env_seed, **kw)
+            return model.as_vec_env(num_envs, temperature=self.cfg.temperature, max_episode_steps=max_steps,
+                                    device=self.device, seed=env_seed, **kw)
+        return make_env
 
+    def _real_feature_env(self, variant: str):
+        """``make_env(num_envs, seed)`` of the REAL game on the training levels, observed through a
+        variant's world-model features ``[z, h]`` (no dropout)."""
+        from simlab.envs.procgen.base import options_for_split
+        from simlab.envs.procgen.vec import ProcgenVecEnv
+        from simlab.policies.cmaes import DropoutWorldModelView
+        from simlab.policies.real_features import RealFeatureVecEnv
+
+        model = self.world_model(variant)
+        train = self.splits()["train"]
+
+        def make_env(num_envs: int, env_seed: int):
+            opts = options_for_split(train, rand_seed=int(env_seed) % (2**31), use_backgrounds=self.cfg.use_backgrounds)
+            real = ProcgenVecEnv(self.game, num_envs, options=opts)
+            return RealFeatureVecEnv(real, DropoutWorldModelView(model, device=str(self.device)), model.obs_dim)
+        return make_env
+
+    def _cmaes(self, make_env: Any, in_dim: int, sub: Path, seed: int, generations: int, eval_episodes: int,
+               prefix: str) -> dict[str, Any]:
+        from simlab.policies.cmaes import CMAESConfig, train_cmaes
+
+        ccfg = CMAESConfig(popsize=self.cfg.popsize, episodes_per_candidate=self.cfg.episodes_per_candidate,
+                           sigma0=self.cfg.sigma0, generations=generations, seed=seed,
+                           max_episode_steps=self.cfg.max_dream_steps, eval_every=self.cfg.eval_every,
+                           eval_episodes=eval_episodes)
+        run = RunDir.create(sub, ccfg, resume=True)
+        _, info = train_cmaes(make_env, in_dim, self.actions, ccfg, run=run, progress=self.progress,
+                              log=self._log(prefix))
+        # The CMA means scored during training: the learning curve and part of the fidelity panel.
+        evals = [e for e in info["evals"] if "params" in e]  # (checkpoints of older versions lack them)
+        np.savez(sub / "eval_means.npz", generation=np.array([e["generation"] for e in evals], np.int64),
+                 dream_return=np.array([e["return"] for e in evals], np.float64),
+                 params=np.array([e["params"] for e in evals], np.float64).reshape(len(evals), -1))
+        return {"dream_best_return": float(info["best_return"])}
+
+    def train_controller(self, variant: str, k: int) -> dict[str, Any]:
+        sub = self.path / "controllers" / variant / f"seed{k}"
+        seed = 1000 * (k + 1)
+        make_env = self._dream_env(variant, self.cfg.max_dream_steps)
         if self.cfg.controller == "cmaes":
-            from simlab.policies.cmaes import CMAESConfig, train_cmaes
-
-            ccfg = CMAESConfig(popsize=self.cfg.popsize, episodes_per_candidate=self.cfg.episodes_per_candidate,
-                               sigma0=self.cfg.sigma0, generations=self.cfg.generations, seed=seed,
-                               max_episode_steps=self.cfg.max_dream_steps, eval_every=self.cfg.eval_every,
-                               eval_episodes=self.cfg.eval_dream_episodes)
-            run = RunDir.create(sub, ccfg, resume=True)
-            _, info = train_cmaes(make_env, model.obs_dim, self.actions, ccfg, run=run,
-                                  progress=self.progress, log=self._log(f"dream_{variant}_s{k}"))
-            return {"dream_best_return": float(info["best_return"])}
+            return self._cmaes(make_env, self.world_model(variant).obs_dim, sub, seed, self.cfg.generations,
+                               self.cfg.eval_dream_episodes, f"dream_{variant}_s{k}")
         from simlab.policies.dream_ppo import DreamPPOConfig, train_dream_ppo
 
         pcfg = DreamPPOConfig(total_timesteps=self.cfg.ppo_timesteps, seed=seed, device=str(self.device),
@@ -449,12 +576,19 @@ class Dreamland:
                                   log=self._log(f"dream_{variant}_s{k}"))
         return {"dream_mean_return": float(info.get("mean_return", float("nan")))}
 
+    def train_upper(self, k: int) -> dict[str, Any]:
+        """The upper bound: the same CMA-ES and controller class in the REAL game (training levels)."""
+        v = self.cfg.variants()[0]
+        return self._cmaes(self._real_feature_env(v), self.world_model(v).obs_dim,
+                           self.path / "controllers" / UPPER / f"seed{k}", 1000 * (k + 1) + 7,
+                           self.cfg.upper_generations, max(8, self.cfg.eval_dream_episodes // 2), f"{UPPER}_s{k}")
+
     def _agent(self, variant: str, k: int):
         from simlab.policies.cmaes import DropoutWorldModelView, LinearController, WorldModelAgent
 
-        model = self.world_model(variant)
         sub = self.path / "controllers" / variant / f"seed{k}"
-        if self.cfg.controller == "cmaes":
+        model = self.world_model(self.cfg.variants()[0] if variant == UPPER else variant)
+        if self.cfg.controller == "cmaes" or variant == UPPER:
             ctrl = LinearController.load(sub / "controller")
         else:
             from simlab.policies.dream_ppo import DreamPolicy
@@ -462,183 +596,168 @@ class Dreamland:
             ctrl = DreamPolicy.load(sub / "dream_policy")
         return WorldModelAgent(DropoutWorldModelView(model, device=str(self.device)), ctrl)
 
-    def evaluate(self, variant: str, k: int) -> dict[str, Any]:
+    def _evaluate(self, policy: Any, out: Path | None, k: int) -> dict[str, Any]:
+        """Real returns of ``policy`` on every test column: ``{key: {"mean_return", "returns"}}``."""
         from simlab.policies.evaluate import evaluate
 
-        a, b = self.cfg.train_levels.split(":")
-        splits = [f"levels:{a}:{b}", self.cfg.heldout_split]
-        out = self.path / "eval" / variant / f"seed{k}"
+        cols = self.splits()
+        videos = self.cfg.videos and out is not None
+        kw = {"video_dir": out / "videos" if videos else None, "videos_per_split": 1 if videos else 0,
+              "out_dir": out, "max_episode_steps": self.cfg.eval_max_steps or None, "progress": self.progress}
         if self.game is None:
             from simlab.envs.gym_image import evaluate_gym
             from simlab.envs.procgen.base import level_range_split
 
+            a, b = self.cfg.train_levels.split(":")
             held = self.cfg.heldout_split
-            seeds = {splits[0]: (int(a), int(b) - int(a)),
+            seeds = {cols["train"]: (int(a), int(b) - int(a)),
                      held: GYM_HELDOUT_SEEDS if held == "test" else level_range_split(held)}
-            res = evaluate_gym(self._agent(variant, k), self.cfg.env, seeds, self.cfg.eval_episodes, seed=k,
-                               max_episode_steps=self.cfg.eval_max_steps or None,
-                               video_dir=out / "videos" if self.cfg.videos else None,
-                               videos_per_split=1 if self.cfg.videos else 0, out_dir=out,
-                               progress=self.progress)
+            res = evaluate_gym(policy, self.cfg.env, seeds, self.cfg.eval_episodes, seed=k, **kw)
         else:
-            res = evaluate(self._agent(variant, k), self.cfg.env, splits, self.cfg.eval_episodes, seed=k,
-                           num_envs=self.cfg.eval_num_envs, video_dir=out / "videos" if self.cfg.videos else None,
-                           videos_per_split=1 if self.cfg.videos else 0, out_dir=out,
-                           max_episode_steps=self.cfg.eval_max_steps or None,
-                           use_backgrounds=self.cfg.use_backgrounds, progress=self.progress)
-        return {s: {"mean_return": v["mean_return"], "returns": [e["return"] for e in v["episodes"]]}
-                for s, v in res.items()}
+            res = evaluate(policy, self.cfg.env, list(dict.fromkeys(cols.values())), self.cfg.eval_episodes,
+                           seed=k, num_envs=self.cfg.eval_num_envs, use_backgrounds=self.cfg.use_backgrounds, **kw)
+        return {key: {"mean_return": res[s]["mean_return"], "returns": [e["return"] for e in res[s]["episodes"]]}
+                for key, s in cols.items()}
 
-    # -- report ----------------------------------------------------------------------------------
-    def summary(self) -> dict[str, Any]:
-        """Real-env returns per variant and split over seeds x episodes."""
-        table: dict[str, Any] = {}
-        for v in self.cfg.variants():
-            for k in range(self.cfg.seeds):
-                rec = self.run.stage_done(f"eval_{v}_s{k}") or {}
-                for split, r in rec.items():
-                    if isinstance(r, dict) and "returns" in r:
-                        table.setdefault(v, {}).setdefault(split, []).extend(r["returns"])
+    def evaluate(self, variant: str, k: int) -> dict[str, Any]:
+        return self._evaluate(self._agent(variant, k), self.path / "eval" / variant / f"seed{k}", k)
+
+    def evaluate_fixed(self) -> dict[str, Any]:
+        """Every fixed policy on the same columns, seeds and episodes as the variants."""
+        from simlab.policies.fixed import FIXED_POLICIES, GymRandom
+
         out: dict[str, Any] = {}
-        for v, splits in table.items():
-            for s, rets in splits.items():
-                x = np.asarray(rets, np.float64)
-                sd = float(x.std(ddof=1)) if len(x) > 1 else 0.0
-                out.setdefault(v, {})[s] = {"mean": float(x.mean()), "std": sd,
-                                            "ci95": 1.96 * sd / np.sqrt(len(x)), "episodes": len(x)}
+        if self.game is not None:
+            factories = {name: (lambda k, f=f: f(k, self._speed())) for name, f in FIXED_POLICIES.items()}
+        else:
+            from simlab.envs.gym_image import check_image_env
+
+            space = check_image_env(self.cfg.env).action_space
+            factories = {"uniform random": lambda k: GymRandom(space, k)}
+        for name, make in factories.items():
+            for k in range(self.cfg.seeds):
+                for key, r in self._evaluate(make(k), None, k).items():
+                    out.setdefault(name, {}).setdefault(key, []).extend(r["returns"])
+        return {"returns": out}
+
+    # -- diagnostics -------------------------------------------------------------------------------
+    def diagnose_vae(self) -> dict[str, Any]:
+        """Hazard recall of the VAE on held-out frames (None with a reason when the data has no boxes)."""
+        from simlab.errors import DatasetError
+        from simlab.world_models.dropout.diagnostics import hazard_recall
+        from simlab.world_models.dropout.vae import ConvVAE, encode_frames
+
+        ds = self._real("heldout")
+        idx = np.arange(min(len(ds), 2048))
+        try:
+            d = ds.get(idx, ("obs", "hazard_boxes"))
+        except DatasetError:
+            return {"hazard_recall": None, "hazard_recall_note": "unavailable: the data records no sprite boxes "
+                    "(a game without projectiles, or a dataset from before they were recorded)"}
+        vae = ConvVAE.from_pretrained(self.path / "checkpoints" / "vae", device=self.device)
+        import torch
+
+        with torch.no_grad():
+            recon = vae.decode_uint8(torch.as_tensor(encode_frames(vae, d["obs"]), device=self.device))
+        r = hazard_recall(d["obs"], recon, d["hazard_boxes"])
+        return {"hazard_recall": r["recall"], "hazards": r["hazards"], "visible": r["visible"], "frames": len(idx)}
+
+    def diagnose_variant(self, variant: str) -> dict[str, Any]:
+        """Multi-step prediction error on held-out sequences, and dream fidelity over a panel."""
+        from simlab.world_models.dropout.diagnostics import multistep_errors
+
+        out: dict[str, Any] = {}
+        cfg = self.cfg
+        need = cfg.burn_in + max(cfg.horizons) + 1
+        eps = [e for e in self._real("heldout").episodes() if len(e["observations"]) >= need][:32]
+        if eps:
+            frames = np.stack([e["observations"][:need] for e in eps])
+            acts = np.stack([e["actions"][:need - 1] for e in eps])
+            out["multistep"] = multistep_errors(self.world_model(variant), frames, acts, list(cfg.horizons),
+                                                cfg.burn_in, device=self.device)
+            out["multistep"]["sequences"] = len(eps)
+        if self.game is not None and cfg.controller == "cmaes":
+            out["fidelity"] = self._fidelity(variant)
         return out
 
-    def report(self) -> dict[str, Any]:
-        summ = self.summary()
-        self._plot(summ)
-        self._reconstruction_plot()
-        if self.cfg.videos:
-            self._real_vs_dream_video()
-        a, b = self.cfg.train_levels.split(":")
-        tr = f"levels:{a}:{b}"
-        lines = [
-            "# Dream Land report", "",
-            (f"Real env `{self.cfg.env}`; world models trained on {self.cfg.transitions} real transitions "
-            f"from levels {self.cfg.train_levels}; controllers ({self.cfg.controller}) trained only in dreams; "
-            f"{self.cfg.seeds} seed(s) x {self.cfg.eval_episodes} real episodes per split."), "",
-            *[f"- {v}: the baseline, same budget, no dropout anywhere" if v == "worldmodels" else
-              f"- {v}: MDN-RNN dropout {sp['dropout']:g}, dream masks `{sp['mask']}` at rate {sp['dream_dropout']:g}"
-              for v, sp in self.cfg.variant_specs().items()],
-            (f"- real env backgrounds: {'textured' if self.cfg.use_backgrounds else 'plain'}; "
-             if self.game is not None else "- ") + f"held-out split `{self.cfg.heldout_split}`", "",
-            "| variant | split | mean return | std | 95% CI | episodes |", "|---|---|---:|---:|---:|---:|",
-        ]
-        for v, splits in summ.items():
-            for s, r in splits.items():
-                name = "training levels" if s == tr else f"held-out ({s})"
-                lines.append(f"| {v} | {name} | {r['mean']:.1f} | {r['std']:.1f} | +/- {r['ci95']:.1f} | "
-                             f"{r['episodes']} |")
-        lines += ["", "![dream vs real](plots/dream_vs_real.png)", "",
-                  "What the world model sees (top: real frames, bottom: VAE reconstructions):", "",
-                  "![VAE reconstructions](plots/vae_reconstruction.png)", "",
-                  f"Resolved config: `config.yaml`. Wall time so far: {time.time() - self.t0:.0f} s."]
-        (self.path / "report.md").write_text("\n".join(lines) + "\n")
-        (self.path / "summary.json").write_text(json.dumps(summ, indent=2) + "\n")
-        return {"summary": summ}
+    def _panel(self, variant: str) -> tuple[list[str], list[Any]]:
+        """Panel of controllers for dream fidelity: the fixed policies, random linear controllers,
+        the CMA-ES means scored during seed 0's training, the final controller of every seed."""
+        from simlab.policies.cmaes import LinearController
+        from simlab.policies.fixed import FIXED_POLICIES
 
-    def _plot(self, summ: dict[str, Any]) -> None:
-        import matplotlib
+        in_dim = self.world_model(variant).obs_dim
+        names, actors = [], []
+        for name, f in FIXED_POLICIES.items():
+            names.append(f"fixed: {name}")
+            actors.append(f(0, self._speed()))
+        rng = np.random.default_rng([self.cfg.seed, 0xF1D])
+        for i in range(self.cfg.fidelity_random):
+            c = LinearController(in_dim, self.actions)
+            c.set_params(rng.normal(0.0, 1.0, c.num_params) / np.sqrt(in_dim))
+            names.append(f"random linear {i}")
+            actors.append(c)
+        sub = self.path / "controllers" / variant
+        m = np.load(sub / "seed0" / "eval_means.npz")
+        for g, p in zip(m["generation"], m["params"]):
+            names.append(f"CMA mean gen {int(g)}")
+            actors.append(LinearController(in_dim, self.actions, p))
+        for k in range(self.cfg.seeds):
+            names.append(f"final seed {k}")
+            actors.append(LinearController.load(sub / f"seed{k}" / "controller"))
+        return names, actors
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+    def _fidelity(self, variant: str) -> dict[str, Any]:
+        from simlab.policies.panel import rollout_actors, spearman
 
-        fig, (ax0, ax1) = plt.subplots(1, 2, figsize=(11, 4))
-        recs = self.run.metrics()
-        for i, v in enumerate(self.cfg.variants()):
-            for k in range(self.cfg.seeds):
-                key = f"dream_{v}_s{k}/"
-                pts = [(r["step"], r[m]) for r in recs for m in r if m.startswith(key)
-                       and m.endswith(("mean_return", "ep_rew_mean"))]
-                if pts:
-                    x, y = zip(*pts)
-                    ax0.plot(x, y, color=f"C{i}", alpha=0.7,
-                             label=v if k == 0 else None)
-        ax0.set_xlabel("generation / step")
-        ax0.set_ylabel("dream return")
-        ax0.set_title("controller training in the dream")
-        ax0.legend()
-        names = sorted({s for sp in summ.values() for s in sp})
-        width = 0.8 / max(1, len(summ))
-        for i, v in enumerate(summ):
-            m = [summ[v].get(s, {}).get("mean", np.nan) for s in names]
-            e = [summ[v].get(s, {}).get("ci95", 0) for s in names]
-            ax1.bar(np.arange(len(names)) + width * i, m, width, yerr=e, label=v, color=f"C{i}")
-        ax1.set_xticks(np.arange(len(names)) + 0.4 - width / 2, names)
-        ax1.set_ylabel("real return (95% CI)")
-        ax1.set_title("transfer to the real env")
-        ax1.legend()
-        fig.tight_layout()
-        fig.savefig(self.path / "plots" / "dream_vs_real.png", dpi=100)
-        plt.close(fig)
-
-    def _reconstruction_plot(self, n: int = 8) -> None:
-        """``plots/vae_reconstruction.png``: ``n`` real frames spread over the data (top row) and
-        their VAE reconstructions (bottom row), 3x upscaled: what the world model can and cannot see."""
-        import imageio.v3 as iio
-        import torch
-
-        from simlab.world_models.dropout.vae import ConvVAE
-
-        ds = self._real()
-        idx = np.linspace(0, len(ds) - 1, n).astype(np.int64)
-        real = ds.get(idx, ("obs",))["obs"]
-        vae = ConvVAE.from_pretrained(self.path / "checkpoints" / "vae", device=self.device)
-        with torch.no_grad():
-            rec = vae.decode_uint8(vae.encode(torch.as_tensor(real, device=self.device))[0])
-        grid = np.concatenate([np.concatenate(list(real), 1), np.concatenate(list(rec), 1)], 0)
-        (self.path / "plots").mkdir(parents=True, exist_ok=True)
-        iio.imwrite(self.path / "plots" / "vae_reconstruction.png", np.kron(grid, np.ones((3, 3, 1), np.uint8)))
-
-    def _real_vs_dream_video(self) -> None:
-        """A real episode next to the dream of its own actions (the Dream Land model, no dropout)."""
-        import torch
-
-        from simlab.video import side_by_side, write_mp4
-        from simlab.world_models.dropout.mdnrnn import sample_next_z
-
-        ep = next(iter(self._real().episodes()))
-        real = ep["observations"][:200]
-        acts = ep["actions"][: len(real) - 1]
-        model = self.world_model(self.cfg.variants()[0])
-        gen = torch.Generator(device=self.device).manual_seed(0)
-        with torch.no_grad():
-            z = model.vae.encode(torch.as_tensor(real[:1], device=self.device))[0]
-            state = None
-            zs = [z]
-            for a in acts:
-                at = torch.as_tensor(np.asarray(a)[None], device=self.device)
-                out = model.rnn.step(z, at if model.rnn.continuous else at.long(), state)
-                state = out.state
-                z = sample_next_z(out.logpi, out.mu, out.logsigma, tau=self.cfg.temperature, generator=gen)
-                zs.append(z)
-            dream = np.concatenate([model.vae.decode_uint8(x) for x in zs])
-        write_mp4(self.path / "videos" / "real_vs_dream.mp4", side_by_side(real, dream), fps=15)
+        cfg = self.cfg
+        names, actors = self._panel(variant)
+        seed = 777
+        dream = rollout_actors(self._dream_env(variant, cfg.fidelity_max_steps), actors, cfg.fidelity_episodes,
+                               seed, cfg.fidelity_max_steps).mean(1)
+        real = rollout_actors(self._real_feature_env(variant), actors, cfg.fidelity_episodes, seed,
+                              cfg.fidelity_max_steps).mean(1)
+        return {"spearman": spearman(dream, real), "names": names, "dream": dream.tolist(), "real": real.tolist(),
+                "episodes": cfg.fidelity_episodes, "max_steps": cfg.fidelity_max_steps}
 
     # -- everything ------------------------------------------------------------------------------
     def run_all(self) -> dict[str, Any]:
+        from simlab.pipelines.dreamland_report import write_report
+
+        cfg = self.cfg
         self._stage("collect", self.collect)
+        if cfg.diagnostics:
+            self._stage("collect_heldout", self.collect_heldout)
         self._stage("vae", self.train_vae)
         self._stage("encode", self.encode)
-        for v in self.cfg.variants():
+        if cfg.diagnostics:
+            self._stage("diag_vae", self.diagnose_vae)
+        if cfg.fixed_policies:
+            self._stage("fixed", self.evaluate_fixed)
+        for v in cfg.variants():
             self._stage(f"rnn_{v}", lambda v=v: self.train_rnn(v))
-        for v in self.cfg.variants():
-            for k in range(self.cfg.seeds):
+        for v in cfg.variants():
+            for k in range(cfg.seeds):
                 self._stage(f"controller_{v}_s{k}", lambda v=v, k=k: self.train_controller(v, k))
                 self._stage(f"eval_{v}_s{k}", lambda v=v, k=k: self.evaluate(v, k))
-        rep = self.report()
+        if cfg.upper_bound and self.game is not None and cfg.controller == "cmaes":
+            for k in range(cfg.upper_seeds):
+                self._stage(f"controller_{UPPER}_s{k}", lambda k=k: self.train_upper(k))
+                self._stage(f"eval_{UPPER}_s{k}", lambda k=k: self.evaluate(UPPER, k))
+        if cfg.diagnostics:
+            for v in cfg.variants():
+                self._stage(f"diag_{v}", lambda v=v: self.diagnose_variant(v))
+        rep = write_report(self)
         self.run.mark_stage("report", {"seconds_total": round(time.time() - self.t0, 1)})
         return rep
 
 
 def train_dreamland(cfg: DreamlandConfig, out: str | Path, resume: bool = False,
                     progress: bool = True) -> dict[str, Any]:
-    """Run (or resume) the whole pipeline; returns ``{"summary": ...}`` and writes ``out/report.md``."""
+    """Run (or resume) the whole pipeline; returns the report dict and writes ``out/report.md`` and
+    ``out/report.json``."""
     return Dreamland(cfg, out, resume=resume, progress=progress).run_all()
 
 
-__all__ = ["PRESETS", "VARIANTS", "Dreamland", "DreamlandConfig", "dreamland_config", "train_dreamland"]
+__all__ = ["PRESETS", "SPLIT_KEYS", "UPPER", "VARIANTS", "Dreamland", "DreamlandConfig", "dreamland_config",
+           "train_dreamland"]

@@ -1,0 +1,198 @@
+"""The parts Dream Land's report is built from: fixed policies, the policy panel and its rank
+correlation, the world-model diagnostics, the real-game feature env, the foreground-weighted VAE."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import simlab  # noqa: F401
+from simlab.errors import ConfigError
+from simlab.policies.fixed import FIXED_POLICIES, RandomHeld, Sweep
+from simlab.policies.panel import rankdata, rollout_actors, spearman
+from simlab.world_models.dropout.diagnostics import hazard_recall, multistep_errors
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+# ---- fixed policies --------------------------------------------------------------------------
+@pytest.mark.parametrize("speed", [2, 3])
+def test_sweep_touches_both_walls_and_keeps_going(speed: int) -> None:
+    from simlab.envs.procgen.dodge import Dodge
+    from simlab.envs.procgen.vec import ProcgenVecEnv
+
+    env = ProcgenVecEnv("dodge", 1, num_levels=1)
+    env.game.agent_speed = speed  # the sweep's timing follows the game's speed
+    env.reset(seed=0)
+    pol = Sweep(speed)
+    xs = []
+    for _ in range(200):
+        a = pol.act(np.zeros((1, 64, 64, 3), np.uint8))
+        env.game.step(a)  # the engine alone: no deaths, only the agent's walk
+        xs.append(int(env.game.agent_x[0]))
+    xs = np.array(xs)
+    assert xs.min() == 0 and xs.max() == 64 - 8 and (np.abs(np.diff(xs)) > 0).mean() > 0.8
+    assert isinstance(env.game, Dodge)
+
+
+def test_random_held_holds_each_action_one_to_ten_steps() -> None:
+    pol = RandomHeld(0)
+    acts = np.array([pol.act(np.zeros((4, 1)))[0] for _ in range(2000)])
+    runs = np.diff(np.flatnonzero(np.diff(acts) != 0))
+    # Holds of 1-10 steps (mean 5.5); two equal draws in a row (1 in 15) merge into one longer run.
+    assert (runs <= 10).mean() > 0.85 and 4.5 < runs.mean() < 7.5
+    assert len(set(acts.tolist())) == 15
+
+
+def test_fixed_policies_score_differently_on_dodge() -> None:
+    from simlab.policies.evaluate import evaluate
+
+    res = {n: evaluate(f(0, 3), "simlab/Dodge-v1", ["levels:0:200"], 16, num_envs=16, videos_per_split=0,
+                       use_backgrounds=False)["levels:0:200"]["mean_return"] for n, f in FIXED_POLICIES.items()}
+    assert len(set(res.values())) == len(res) and all(0 < r < 1000 for r in res.values())
+
+
+# ---- panel and rank correlation ----------------------------------------------------------------
+def test_rankdata_and_spearman_match_known_values() -> None:
+    np.testing.assert_array_equal(rankdata(np.array([3.0, 1.0, 4.0, 1.0, 5.0])), [3.0, 1.5, 4.0, 1.5, 5.0])
+    assert spearman(np.arange(10), np.arange(10) ** 3) == pytest.approx(1.0)
+    assert spearman(np.arange(10), -np.arange(10)) == pytest.approx(-1.0)
+    # scipy.stats.spearmanr([1, 2, 3, 4, 5], [5, 6, 7, 8, 7]) = 0.8207826816681233
+    assert spearman(np.array([1, 2, 3, 4, 5]), np.array([5, 6, 7, 8, 7])) == pytest.approx(0.8207826816681233)
+    assert np.isnan(spearman(np.ones(4), np.arange(4)))
+    with pytest.raises(ConfigError):
+        spearman(np.ones(3), np.ones(4))
+
+
+def test_rollout_actors_gives_each_actor_its_own_slots() -> None:
+    """On Dodge-v1 standing still dies; the returns of a panel equal those of each policy alone."""
+    from simlab.envs.procgen.vec import ProcgenVecEnv
+    from simlab.policies.fixed import StandStill, Sweep
+
+    def make_env(n: int, seed: int):
+        return ProcgenVecEnv("dodge_v1", n, num_levels=200, use_backgrounds=False)
+
+    both = rollout_actors(make_env, [StandStill(), Sweep(3)], 4, seed=5, max_steps=300)
+    alone = rollout_actors(make_env, [StandStill()], 4, seed=5, max_steps=300)
+    assert both.shape == (2, 4)
+    np.testing.assert_array_equal(both[0], alone[0])
+    assert not np.array_equal(both[0], both[1])
+
+
+# ---- diagnostics ---------------------------------------------------------------------------------
+def _frames_with_a_fireball() -> tuple[np.ndarray, np.ndarray]:
+    real = np.zeros((2, 64, 64, 3), np.uint8)
+    real[:, 10:18, 20:28] = [255, 110, 0]
+    boxes = np.full((2, 3, 4), -1, np.int16)
+    boxes[:, 0] = [20, 10, 28, 18]
+    return real, boxes
+
+
+def test_hazard_recall_sees_a_kept_fireball_and_not_a_lost_or_blurred_one() -> None:
+    real, boxes = _frames_with_a_fireball()
+    assert hazard_recall(real, real, boxes)["recall"] == 1.0
+    assert hazard_recall(real, np.zeros_like(real), boxes)["recall"] == 0.0
+    grey = np.full_like(real, 128)  # a uniform grey "reconstruction" recalls nothing
+    assert hazard_recall(real, grey, boxes)["recall"] == 0.0
+    dim = real.copy()
+    dim[:, 10:18, 20:28] = [170, 70, 0]  # faded but there
+    assert hazard_recall(real, dim, boxes) == {"recall": 1.0, "hazards": 2, "visible": 2}
+    with pytest.raises(ConfigError):
+        hazard_recall(real, real[:1], boxes)
+
+
+def _tiny_world_model():
+    from simlab.world_models.dropout.mdnrnn import MDNRNN
+    from simlab.world_models.dropout.model import DropoutWorldModel
+    from simlab.world_models.dropout.vae import ConvVAE
+
+    torch.manual_seed(0)
+    vae = ConvVAE(z_dim=4, width=4).eval()
+    rnn = MDNRNN(z_dim=4, n_actions=15, hidden=8, mixtures=2).eval()
+    return DropoutWorldModel(vae, rnn, torch.zeros(1, 4), env_id="simlab/Dodge-v1")
+
+
+def test_multistep_errors_baselines_are_exact() -> None:
+    m = _tiny_world_model()
+    rng = np.random.default_rng(0)
+    frames = rng.integers(0, 255, (3, 13, 64, 64, 3), dtype=np.uint8)
+    frames[:, 5:] = frames[:, 4:5]  # the scene freezes after the burn-in: "repeat last frame" is exact
+    acts = rng.integers(0, 15, (3, 12))
+    out = multistep_errors(m, frames, acts, [1, 4, 8], burn_in=5)
+    assert out["horizon"] == [1, 4, 8]
+    assert out["frame_mse_repeat"] == [0.0, 0.0, 0.0] and out["latent_mse_repeat"] == [0.0, 0.0, 0.0]
+    assert all(e > 0 for e in out["frame_mse"]) and all(e > 0 for e in out["frame_mse_vae"])
+    with pytest.raises(ConfigError, match="too short"):
+        multistep_errors(m, frames, acts, [16], burn_in=5)
+
+
+# ---- the real game through world-model features ---------------------------------------------------
+def test_real_feature_env_matches_the_agent_that_plays_the_real_game() -> None:
+    """The upper bound trains on exactly the features a dream-trained controller sees in the real
+    game: the env's observations equal WorldModelAgent.features along the same actions."""
+    from simlab.envs.procgen.vec import ProcgenVecEnv
+    from simlab.policies.cmaes import DropoutWorldModelView, WorldModelAgent
+    from simlab.policies.real_features import RealFeatureVecEnv
+
+    m = _tiny_world_model()
+    env = RealFeatureVecEnv(ProcgenVecEnv("dodge_v1", 4, num_levels=10), DropoutWorldModelView(m), m.obs_dim)
+    ref = ProcgenVecEnv("dodge_v1", 4, num_levels=10)
+
+    class Scripted:
+        def __init__(self) -> None:
+            self.t = 0
+
+        def act(self, x: np.ndarray, deterministic: bool = True) -> np.ndarray:
+            self.t += 1
+            return np.array([1, 4, 7, 4]) if self.t % 3 else np.array([7, 7, 1, 1])
+
+    agent = WorldModelAgent(DropoutWorldModelView(m), Scripted())
+    ctrl = Scripted()
+    x, _ = env.reset(seed=2)
+    frames, _ = ref.reset(seed=2)
+    ends = 0
+    for _ in range(400):
+        np.testing.assert_array_equal(x, agent.features(frames)[1])
+        a = ctrl.act(x)
+        agent.controller.t = ctrl.t - 1
+        assert np.array_equal(agent.act(frames), a)
+        x, r, term, trunc, _ = env.step(a)
+        frames, r2, t2, tr2, _ = ref.step(a)
+        np.testing.assert_array_equal(r, r2)
+        if (term | trunc).any():
+            agent.reset(term | trunc)
+            ends += 1
+    assert ends > 0  # crossed episode boundaries (recurrent state reset per slot)
+    assert x.shape == (4, m.obs_dim) and env.single_observation_space.shape == (m.obs_dim,)
+
+
+# ---- the foreground-weighted VAE -------------------------------------------------------------------
+def test_foreground_weight_counts_sprite_errors_more() -> None:
+    from simlab.world_models.dropout.vae import ConvVAE, foreground_mask
+
+    real, _ = _frames_with_a_fireball()
+    mask = foreground_mask(torch.as_tensor(real).float() / 255)
+    assert mask.shape == (2, 64, 64) and int(mask[0].sum()) == 64
+    torch.manual_seed(0)
+    plain = ConvVAE(z_dim=4, width=4)
+    weighted = ConvVAE(z_dim=4, width=4, fg_weight=10.0)
+    weighted.load_state_dict(plain.state_dict())
+    g = [torch.Generator().manual_seed(1) for _ in range(3)]
+    with torch.no_grad():
+        _, r0, _ = plain.loss(real, generator=g[0])
+        _, r1, _ = weighted.loss(real, generator=g[1])
+        recon = plain(real, generator=g[2])[0]  # the same reconstruction both losses saw
+    err = (recon - torch.as_tensor(real).float() / 255).pow(2).sum(-1)  # (B, 64, 64)
+    fg_err = float((err * mask).sum(dim=(1, 2)).mean())
+    assert fg_err > 0 and float(r1) - float(r0) == pytest.approx(10.0 * fg_err, rel=1e-4)
+    with pytest.raises(ConfigError, match="fg_weight"):
+        ConvVAE(z_dim=4, fg_weight=-1.0)
+    with pytest.raises(ConfigError, match="width"):
+        ConvVAE(z_dim=4, width=0)
