@@ -1,6 +1,6 @@
-"""Steps per second of the batched dream (DreamVecEnv) against the real Dodge env, per core.
+"""Dream steps per second per core, and the fraction of the core's float32 matmul peak they reach.
 
-What is compared
+What is measured
 ----------------
 *dream*: :class:`simlab.world_models.dropout.DreamVecEnv` of a default-size
 dropout world model (ConvVAE z=32, MDN-RNN hidden 256, 5 mixtures, 15
@@ -18,27 +18,35 @@ The matmuls run in float32 (the default, exact) and, as a second row, in
 bfloat16 (``precision="bfloat16"``: ~2x faster matmuls on CPUs with AVX512-BF16
 or AMX; state, sampling and everything else stay float32).
 
-*real*: the simulator the dream replaces, ``gymnasium.make("simlab/Dodge-v0")``
-as one single env (with gymnasium's standard wrappers, reset on episode end),
-which is what a World Models controller would otherwise be evaluated in; and,
-for reference, simlab's batched ``ProcgenVecEnv("dodge", 64)`` (numpy, 64 envs
-stepped together, rendering 64x64x3 observations).
+*FLOPs of one dream step*: counted from the model's shapes (2 FLOP per
+multiply-add of the two matmuls ``DreamVecEnv`` runs per env step: the LSTM's
+``[z, onehot(a), h] @ [W_ih, W_hh]^T`` and the fused MDN + reward + done head);
+about 0.87 MFLOP at the default size. Elementwise work (gates, sampling) is not
+counted, so the fraction below is that of useful matmul work.
 
-Fairness: both sides draw uniformly random actions up front from one seeded
-generator (not timed) and run untimed warm-up steps. Each dream row is then
-timed ``--repeats`` times (default 3) interleaved with as many runs of the real
-single env (real, dream, real, dream, ...), so that changes in machine load hit
-both sides of a ratio alike; each side counts its fastest run (all runs are in
-the JSON). ``real.single`` in the JSON is the fastest of all its runs.
-This process pins itself to one CPU (``sched_setaffinity``), sets
-``OMP/OPENBLAS/MKL_NUM_THREADS=1`` before numpy is imported and
-``torch.set_num_threads(1)``, so every figure is steps per second on one core.
+*peak*: the core's float32 matmul throughput, measured here: a single-thread
+``torch.mm`` of square float32 matrices (``--peak-sizes``, default
+256,512,1024), best of all its runs. Its runs are interleaved with the dream
+runs (peak, dream, peak, dream, ...), so both see the same machine load.
+Each dream row reports ``steps/s x FLOPs per step / peak``; bfloat16 rows are
+divided by the same float32 peak (so they can exceed it).
+
+*real* (reference, no target): simlab's batched game ``ProcgenVecEnv("dodge_v1",
+64)`` (``--vec-game``; numpy, 64 envs stepped together, rendering 64x64x3
+observations; the pipeline's default env) and the single gymnasium env
+``simlab/Dodge-v0`` (with gymnasium's standard wrappers, reset on episode end).
+
+Every side draws uniformly random actions up front from one seeded generator
+(not timed), runs untimed warm-up steps and is timed ``--repeats`` times
+(default 3); the fastest run counts (all runs are in the JSON), since the
+machine may be shared. This process pins itself to one CPU
+(``sched_setaffinity``), sets ``OMP/OPENBLAS/MKL_NUM_THREADS=1`` before numpy
+is imported and ``torch.set_num_threads(1)``, so every figure is per core.
 CPU-time throughputs (``process_time``) are reported next to wall clock.
 
-Target: the dream at least 10x the real single env's steps/s on CPU (PASS/FAIL per row).
-
 ``--device cuda`` times the dream on the GPU (the host process still pinned to
-one core; prints "cuda not available" and skips the dream rows otherwise).
+one core; the peak is then a GPU float32 matmul, default sizes 4096,8192);
+without a GPU it prints "cuda not available" and skips the dream rows.
 
 Usage::
 
@@ -65,8 +73,6 @@ import numpy as np
 from _machine import loadavg, pin_one_core  # sibling module
 from _machine import machine_info as _machine_info
 
-TARGET_RATIO = 10.0
-"""The batched dream must step at least 10x as many env steps/s as the real single env."""
 NUM_ACTIONS = 15
 
 
@@ -123,15 +129,15 @@ class RealSingle:
 
 
 class RealVec:
-    """simlab's batched ``ProcgenVecEnv("dodge", num_envs)`` (numpy, same-step autoreset)."""
+    """simlab's batched ``ProcgenVecEnv(game, num_envs)`` (numpy, same-step autoreset)."""
 
-    def __init__(self, num_envs: int, iterations: int, warmup: int, seed: int) -> None:
+    def __init__(self, game: str, num_envs: int, iterations: int, warmup: int, seed: int) -> None:
         from simlab.envs.procgen.vec import ProcgenVecEnv
 
         rng = np.random.default_rng(seed)
         self.num_envs, self.steps = num_envs, num_envs * iterations
         self.actions = rng.integers(0, NUM_ACTIONS, (iterations, num_envs))
-        self.env = ProcgenVecEnv("dodge", num_envs=num_envs)
+        self.env = ProcgenVecEnv(game, num_envs=num_envs)
         self.env.reset(seed=seed)
         for a in rng.integers(0, NUM_ACTIONS, (warmup, num_envs)):
             self.env.step(a)
@@ -156,6 +162,50 @@ def build_model(z_dim: int, hidden: int, mixtures: int, seed: int):
     rnn = MDNRNN(MDNRNNConfig(z_dim=z_dim, n_actions=NUM_ACTIONS, hidden=hidden, mixtures=mixtures,
                               dropout=0.05))
     return DropoutWorldModel(vae, rnn, torch.randn(64, z_dim), env_id="simlab/Dodge-v0").eval()
+
+
+def dream_step_flops(rnn) -> int:
+    """Matmul FLOPs of one dream env step, from the model's shapes (2 per multiply-add).
+
+    ``DreamVecEnv`` runs two matmuls per env step (``FusedStep``): the LSTM's
+    ``[z, onehot(a), h] @ [W_ih, W_hh]^T`` and one head matmul whose output rows are the MDN's
+    plus one reward row and one done row (zero rows stand in for an absent head)."""
+    w_ih, w_hh = rnn.cell.weight_ih, rnn.cell.weight_hh          # (4H, z + A), (4H, H)
+    lstm = w_ih.shape[0] * (w_ih.shape[1] + w_hh.shape[1])
+    heads = (rnn.mdn.weight.shape[0] + 2) * rnn.mdn.weight.shape[1]  # (3 K z + 2) x H
+    return 2 * (lstm + heads)
+
+
+def matmul_peak(device: str, sizes: list[int], min_time: float = 0.05) -> dict[int, dict[str, float]]:
+    """Float32 ``torch.mm`` throughput of ``n x n`` matrices for each ``n`` (this thread only).
+
+    Per size: one untimed warm-up product, then as many products as fill ``min_time`` seconds.
+    Returns ``{n: {"gflops": wall-clock GFLOP/s, "gflops_cpu": per CPU-second}}``."""
+    import torch
+
+    out: dict[int, dict[str, float]] = {}
+    gen = torch.Generator().manual_seed(0)
+    for n in sizes:
+        a = torch.randn(n, n, generator=gen).to(device)
+        b = torch.randn(n, n, generator=gen).to(device)
+        c = torch.empty(n, n, device=device)
+        sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
+        torch.mm(a, b, out=c)
+        sync()
+        reps, wall0, cpu0 = 0, time.perf_counter(), time.process_time()
+        while True:
+            torch.mm(a, b, out=c)
+            reps += 1
+            if reps % 4 == 0 or device != "cuda":
+                sync()
+                if time.perf_counter() - wall0 >= min_time:
+                    break
+        sync()
+        wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
+        flop = 2.0 * n ** 3 * reps
+        out[n] = {"gflops": flop / wall / 1e9,  # host CPU time means nothing for a GPU matmul
+                  "gflops_cpu": flop / max(cpu, 1e-9) / 1e9 if device == "cpu" else None}
+    return out
 
 
 def calibrate_done_bias(model, episode_len: float, mask_mode: str, seed: int) -> float:
@@ -254,7 +304,10 @@ def main(argv: list[str] | None = None) -> int:
                     choices=["none", "per_episode", "per_step", "mc_mean"])
     ap.add_argument("--dream-steps", type=int, default=100_000,
                     help="timed env steps per dream row (iterations = steps / batch, >= 20)")
+    ap.add_argument("--peak-sizes", default=None,
+                    help="square float32 matmul sizes timed for the peak (default 256,512,1024; cuda 4096,8192)")
     ap.add_argument("--real-steps", type=int, default=5000, help="timed steps of the real single env")
+    ap.add_argument("--vec-game", default="dodge_v1", help="game of the real batched reference (default dodge_v1)")
     ap.add_argument("--vec-envs", type=int, default=64, help="envs of the real batched reference")
     ap.add_argument("--vec-iterations", type=int, default=300, help="timed iterations of the batched real env")
     ap.add_argument("--warmup", type=int, default=10, help="untimed warm-up iterations per row")
@@ -269,11 +322,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--cpu", type=int, default=None, help="CPU to pin to (default: first allowed)")
-    ap.add_argument("--no-real", action="store_true", help="skip the real envs (no ratios)")
+    ap.add_argument("--no-real", action="store_true", help="skip the real envs")
     ap.add_argument("--json", action="store_true", help="print one JSON object only")
     args = ap.parse_args(argv)
 
     batches = _ints(args.batches, "--batches", ap)
+    peak_sizes = _ints(args.peak_sizes or ("4096,8192" if args.device == "cuda" else "256,512,1024"),
+                       "--peak-sizes", ap)
     precisions = [p.strip() for p in args.precisions.split(",") if p.strip()]
     if not precisions or set(precisions) - {"float32", "bfloat16"}:
         ap.error("--precisions: comma-separated among float32, bfloat16")
@@ -290,93 +345,97 @@ def main(argv: list[str] | None = None) -> int:
 
     torch.set_num_threads(1)
     info = machine_info(pinned)
-    cuda_ok = torch.cuda.is_available()
-    if args.device == "cuda" and not cuda_ok:
-        log("cuda not available")
+    skipped = None
+    if args.device == "cuda" and not torch.cuda.is_available():
+        skipped = "cuda not available"
+        log(skipped)
 
-    real_single = None if args.no_real else RealSingle(args.real_steps, args.warmup * 20, args.seed)
-    real: dict = {"single": None, "vec": None}
+    real: dict = {"vec": None, "single": None}
     if not args.no_real:
-        vec = RealVec(args.vec_envs, args.vec_iterations, args.warmup, args.seed)
-        real["vec"] = {"env": f"ProcgenVecEnv('dodge', {args.vec_envs})", "num_envs": args.vec_envs,
+        vec = RealVec(args.vec_game, args.vec_envs, args.vec_iterations, args.warmup, args.seed)
+        real["vec"] = {"env": f"ProcgenVecEnv({args.vec_game!r}, {args.vec_envs})", "num_envs": args.vec_envs,
                        **summarize([vec.segment() for _ in range(args.repeats)], vec.steps)}
+        single = RealSingle(args.real_steps, args.warmup * 20, args.seed)
+        real["single"] = {"env": "gymnasium.make('simlab/Dodge-v0')", "num_envs": 1,
+                          **summarize([single.segment() for _ in range(args.repeats)], single.steps)}
 
     model = build_model(args.z_dim, args.hidden, args.mixtures, args.seed)
-    h4, n_in = 4 * args.hidden, args.z_dim + NUM_ACTIONS + args.hidden
-    flops = 2 * (h4 * n_in + args.hidden * (3 * args.mixtures * args.z_dim + 2))  # LSTM + MDN/reward/done heads
+    flops = dream_step_flops(model.rnn)
     bias = calibrate_done_bias(model, args.episode_len, args.mask_mode, args.seed)
     rows: list[dict] = []
-    single_runs: list[tuple[float, float, int]] = []
-    skipped = None
-    if args.device == "cuda" and not cuda_ok:
-        skipped = "cuda not available"
-    else:
+    peak_runs: list[dict[int, dict[str, float]]] = []
+    if skipped is None:
         for precision in precisions:
             for b in batches:
                 dream = DreamRow(model, b, args.dream_steps, args.warmup, args.seed, args.mask_mode, precision,
                                  args.device, args.max_episode_steps)
-                d_runs, s_runs = [], []
-                for _ in range(args.repeats):  # interleaved, so load changes hit both sides alike
-                    if real_single is not None:
-                        s_runs.append(real_single.segment())
+                d_runs = []
+                for _ in range(args.repeats):  # interleaved, so load changes hit the peak and the dream alike
+                    peak_runs.append(matmul_peak(args.device, peak_sizes))
                     d_runs.append(dream.segment())
-                single_runs += s_runs
                 row = {"num_envs": b, "mask_mode": args.mask_mode, "precision": precision, "device": args.device,
                        "iterations": dream.iterations, **summarize(d_runs, dream.steps),
                        "mean_episode_length": dream.ep_steps / dream.ep_count if dream.ep_count else None}
-                single = summarize(s_runs, real_single.steps) if real_single is not None else None
-                row["real_single_steps_per_s"] = single["steps_per_s"] if single else None
-                row["ratio_vs_real_single"] = row["steps_per_s"] / single["steps_per_s"] if single else None
-                row["ratio_cpu_time_vs_real_single"] = (row["steps_per_cpu_s"] / single["steps_per_cpu_s"]
-                                                        if single else None)
-                row["ratio_vs_real_vec"] = row["steps_per_s"] / real["vec"]["steps_per_s"] if real["vec"] else None
-                row["pass"] = (bool(row["ratio_vs_real_single"] >= TARGET_RATIO)
-                               if row["ratio_vs_real_single"] is not None else None)
+                row["gflops"] = row["steps_per_s"] * flops / 1e9
+                row["gflops_cpu"] = row["steps_per_cpu_s"] * flops / 1e9
                 rows.append(row)
                 log(f"[dream_speed] {precision} batch {b}: {row['steps_per_s']:.0f} steps/s")
-    if real_single is not None:
-        if not single_runs:
-            single_runs = [real_single.segment() for _ in range(args.repeats)]
-        real["single"] = {"env": "gymnasium.make('simlab/Dodge-v0')", "num_envs": 1,
-                          **summarize(single_runs, real_single.steps)}
+
+    peak = None
+    if peak_runs:
+        best = {n: max(r[n]["gflops"] for r in peak_runs) for n in peak_sizes}
+        size = max(best, key=best.get)
+        cpu_vals = [r[n]["gflops_cpu"] for r in peak_runs for n in peak_sizes if r[n]["gflops_cpu"] is not None]
+        peak = {"dtype": "float32", "device": args.device, "sizes": peak_sizes, "gflops": best[size],
+                "best_size": size, "gflops_cpu": max(cpu_vals) if cpu_vals else None,
+                "best_gflops_by_size": {str(n): round(g, 2) for n, g in best.items()}, "runs": len(peak_runs)}
+        for row in rows:
+            row["fraction_of_peak"] = row["gflops"] / peak["gflops"]
+            row["fraction_of_peak_cpu"] = (row["gflops_cpu"] / peak["gflops_cpu"]
+                                           if peak["gflops_cpu"] and args.device == "cpu" else None)
 
     info["loadavg_end_1_5_15"] = loadavg()
     result = {
         "model": {"z_dim": args.z_dim, "hidden": args.hidden, "mixtures": args.mixtures,
                   "n_actions": NUM_ACTIONS, "weights": "random", "done_bias": bias,
-                  "matmul_flops_per_env_step": flops,
+                  "flops_per_dream_step": flops,
                   "calibrated_episode_len": args.episode_len, "temperature": 1.0},
-        "device": args.device, "mask_mode": args.mask_mode, "repeats": args.repeats, "real": real, "dream": rows,
-        "skipped": skipped, "target_ratio": TARGET_RATIO, "machine": info,
+        "device": args.device, "mask_mode": args.mask_mode, "repeats": args.repeats,
+        "matmul_peak": peak, "dream": rows, "real": real, "skipped": skipped, "machine": info,
         "command": "python benchmarks/dream_speed.py " + " ".join(sys.argv[1:] if argv is None else argv),
     }
     if args.json:
         print(json.dumps(result, indent=2))
         return 0
 
-    print(f"dream vs real Dodge, one core (cpu {pinned}), random actions; dream: z={args.z_dim}, "
-          f"hidden={args.hidden}, K={args.mixtures}, mask {args.mask_mode}, tau 1, device {args.device} "
-          f"({flops / 1e6:.2f} MFLOP of matmuls per dream env step)")
+    print(f"dream steps/s per core (cpu {pinned}), random actions; dream: z={args.z_dim}, hidden={args.hidden}, "
+          f"K={args.mixtures}, {NUM_ACTIONS} actions, mask {args.mask_mode}, tau 1, device {args.device}")
     print(f"machine: {info['cpu_model']}, {info['logical_cpus']} logical CPUs, load "
           f"{info['loadavg_1_5_15']} -> {info['loadavg_end_1_5_15']}, torch {info['torch']}")
-    for key in ("single", "vec"):
-        r = real[key]
-        if r is not None:
-            print(f"real  {r['env']:36s} {r['steps_per_s']:10.0f} steps/s ({r['wall_s']:.2f} s, "
-                  f"{r['steps_per_cpu_s']:.0f} steps/CPU-s, {r['episodes_finished']} episodes)")
+    print(f"one dream step: {flops / 1e6:.3f} MFLOP of matmul (from the model's shapes)")
+    if peak is not None:
+        by_size = ", ".join(f"{n}: {g:.1f}" for n, g in peak["best_gflops_by_size"].items())
+        cpu_peak = "" if peak["gflops_cpu"] is None else f"; {peak['gflops_cpu']:.1f} GFLOP per CPU-s"
+        print(f"float32 matmul peak on {args.device}: {peak['gflops']:.1f} GFLOP/s (n={peak['best_size']}, best of "
+              f"{peak['runs']} runs; by size {by_size}{cpu_peak})")
     if skipped:
         print(f"dream: skipped ({skipped})")
-    for row in rows:
-        ratio = row["ratio_vs_real_single"]
-        verdict = "" if ratio is None else (
-            f"\n{'':6s}{ratio:5.1f}x real single ({row['real_single_steps_per_s']:.0f} steps/s timed alongside; "
-            f"CPU-time ratio {row['ratio_cpu_time_vs_real_single']:.1f}x; "
-            f"target >= {TARGET_RATIO:g}x: {'PASS' if row['pass'] else 'FAIL'}), "
-            f"{row['ratio_vs_real_vec']:.2f}x real vec{args.vec_envs}")
-        mel = row["mean_episode_length"]
-        print(f"dream {row['precision']:8s} batch {row['num_envs']:5d}          {row['steps_per_s']:10.0f} steps/s "
-              f"({row['wall_s']:.2f} s, {row['steps_per_cpu_s']:.0f} steps/CPU-s, {row['episodes_finished']} "
-              f"episodes{'' if mel is None else f', mean length {mel:.0f}'}){verdict}")
+    else:
+        print()
+        print(f"{'what':44s} {'steps/s':>10s} {'steps/CPU-s':>12s} {'GFLOP/s':>8s} {'of peak':>8s} "
+              f"{'(CPU-s)':>8s} {'ep len':>6s}")
+        for row in rows:
+            what = f"dream {row['precision']}, batch {row['num_envs']}"
+            frac_cpu = row.get("fraction_of_peak_cpu")
+            mel = row["mean_episode_length"]
+            print(f"{what:44s} {row['steps_per_s']:10.0f} {row['steps_per_cpu_s']:12.0f} {row['gflops']:8.1f} "
+                  f"{row['fraction_of_peak']:8.0%} {'-' if frac_cpu is None else f'{frac_cpu:.0%}':>8s} "
+                  f"{'-' if mel is None else f'{mel:.0f}':>6s}")
+    for key in ("vec", "single"):
+        r = real[key]
+        if r is not None:
+            print(f"{'real ' + r['env']:44s} {r['steps_per_s']:10.0f} {r['steps_per_cpu_s']:12.0f} "
+                  f"{'':8s} {'':8s} {'':8s} {'':6s}  (reference)")
     return 0
 
 
