@@ -1,0 +1,266 @@
+"""Scripted-expert grasp demonstrations as sharded HDF5 (``simlab collect toygrasp``).
+
+A dataset is a directory of HDF5 shards plus ``manifest.json`` (see
+:mod:`simlab.data`); ``kind = "simlab.toygrasp.demos"``. Demo ``d`` grasps
+object ``objects[d * len(objects) // demos]`` of the split (for
+``toys-train`` the first ``toys`` toy seeds, so each toy gets ``demos /
+toys`` consecutive demos, and MuJoCo compiles one model per toy) from a
+reset seeded by ``(seed, d)``; shard ``j`` holds demos ``[j * demos_per_shard,
+...)`` rolled out in a fresh env. A shard is therefore a pure function of
+``(config, j)``: ``--shard i/n`` workers, a resumed collection and an
+unbroken one write byte-identical files. Every attempt is stored, with its
+``success`` flag (failed attempts included; filter on it for BC).
+
+Arrays of a shard (``n`` steps, ``m`` demos; each demo's steps contiguous):
+
+=============== ==================== ================================================
+``rgb``         (n, H, W, 3) uint8   camera frame the action was taken in (gzip)
+``mask``        (n, H, W) uint8      target object's mask, 0/255 (gzip)
+``proprio``     (n, 8) float32       7 arm joint angles (rad), gripper width (m)
+``actions``     (n, 5) float32       expert action (dx, dy, dz, dyaw, grip) in [-1, 1]
+``rewards``     (n,) float32         1 on the success step
+``terminations`` (n,) bool           the step ended the demo with success
+``truncations`` (n,) bool            the step hit the 50-step limit
+``demo_id``     (n,) int64           dataset index of the demo
+``demo_start``  (m,) int64           first step of each demo in the shard
+``demo_length`` (m,) int64           steps of each demo
+``success``     (m,) bool            lifted >= 10 cm and held 1 s
+``object``      (m,) bytes (S32)     object name (``toy/17``, ``duck``, ...)
+``reset_seed``  (m,) int64           seed passed to ``env.reset`` (replays the start)
+=============== ==================== ================================================
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from simlab import __version__
+from simlab.data import (
+    FORMAT_VERSION,
+    CollectResult,
+    check_shards,
+    claim_dataset_dir,
+    finalize_manifest,
+    open_h5,
+    read_h5_array,
+    read_manifest,
+    shard_name,
+    shard_record,
+    write_h5_shard,
+)
+from simlab.envs.toygrasp.env import BACKENDS
+from simlab.envs.toygrasp.splits import SPLIT_NAMES, TRAIN_TOYS, split_objects
+from simlab.errors import ConfigError, DatasetError
+
+KIND = "simlab.toygrasp.demos"
+ENV_IDS = {"pybullet": "simlab/ToyGrasp-v0", "mujoco": "simlab/ToyGraspMJ-v0"}
+MAX_STEPS = 50
+STEP_KEYS = ("rgb", "mask", "proprio", "actions", "rewards", "terminations", "truncations", "demo_id")
+DEMO_KEYS = ("demo_start", "demo_length", "success", "object", "reset_seed")
+
+
+@dataclass(frozen=True)
+class GraspCollectConfig:
+    """Everything that determines a toy-grasp demo dataset's content."""
+
+    backend: str = "pybullet"
+    """pybullet | mujoco."""
+    split: str = "toys-train"
+    """Object set: toys-train | toys-test | objects."""
+    toys: int = TRAIN_TOYS
+    """Training toys (toy seeds 0..toys-1) when split is toys-train."""
+    demos: int = 2500
+    """Number of demos (attempts) D."""
+    seed: int = 0
+    """Seed of the reset streams (demo d resets with a seed drawn from (seed, d))."""
+    resolution: int = 96
+    """Image side in pixels."""
+    demos_per_shard: int = 50
+    """Demos per shard file (part of the content)."""
+
+    def __post_init__(self) -> None:
+        if self.backend not in BACKENDS:
+            raise ConfigError(f"unknown backend {self.backend!r}; one of {', '.join(BACKENDS)}")
+        if self.split not in SPLIT_NAMES:
+            raise ConfigError(f"unknown toygrasp split {self.split!r}; one of {', '.join(SPLIT_NAMES)}")
+        for name in ("toys", "demos", "demos_per_shard"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
+        if not 16 <= self.resolution <= 512:
+            raise ConfigError(f"--resolution must be in 16..512, got {self.resolution}")
+        split_objects(self.split, self.toys)  # validates toys
+
+    def num_shards(self) -> int:
+        return -(-self.demos // self.demos_per_shard)
+
+    def shard_range(self, j: int) -> tuple[int, int]:
+        """Demo index range ``[start, stop)`` of shard ``j``."""
+        start = j * self.demos_per_shard
+        return start, min(self.demos, start + self.demos_per_shard)
+
+    def demo(self, d: int) -> tuple[str, int]:
+        """``(object name, reset seed)`` of demo ``d``."""
+        objects = split_objects(self.split, self.toys)
+        seed = int(np.random.SeedSequence([self.seed, d]).generate_state(1)[0])
+        return objects[d * len(objects) // self.demos], seed
+
+
+def rollout_shard(cfg: GraspCollectConfig, j: int, on_demo: Any = None) -> dict[str, np.ndarray]:
+    """The arrays of shard ``j`` (module docstring), from a fresh env and the scripted expert."""
+    from simlab.envs.toygrasp.env import ToyGraspEnv
+    from simlab.envs.toygrasp.expert import ScriptedExpert
+
+    env = ToyGraspEnv(cfg.backend, split=cfg.split, train_toys=cfg.toys, resolution=cfg.resolution)
+    expert = ScriptedExpert(env)
+    steps: dict[str, list[Any]] = {k: [] for k in STEP_KEYS}
+    demos: dict[str, list[Any]] = {k: [] for k in DEMO_KEYS}
+    try:
+        for d in range(*cfg.shard_range(j)):
+            name, seed = cfg.demo(d)
+            obs, info = env.reset(seed=seed, options={"object": name})
+            start = len(steps["actions"])
+            for t in range(MAX_STEPS):
+                a = expert.act(obs)
+                nxt, r, term, _, info = env.step(a)
+                trunc = not term and t == MAX_STEPS - 1
+                for k, v in (("rgb", obs["rgb"]), ("mask", obs["mask"][..., 0]), ("proprio", obs["proprio"]),
+                             ("actions", a), ("rewards", np.float32(r)), ("terminations", term),
+                             ("truncations", trunc), ("demo_id", d)):
+                    steps[k].append(v)
+                obs = nxt
+                if term:
+                    break
+            for k, v in (("demo_start", start), ("demo_length", len(steps["actions"]) - start),
+                         ("success", bool(info["is_success"])), ("object", name.encode()), ("reset_seed", seed)):
+                demos[k].append(v)
+            if on_demo is not None:
+                on_demo()
+    finally:
+        env.close()
+    dtypes = {"rgb": np.uint8, "mask": np.uint8, "proprio": np.float32, "actions": np.float32,
+              "rewards": np.float32, "terminations": bool, "truncations": bool, "demo_id": np.int64,
+              "demo_start": np.int64, "demo_length": np.int64, "success": bool, "object": "S32",
+              "reset_seed": np.int64}
+    out = {k: np.asarray(v, dtypes[k]) for k, v in {**steps, **demos}.items()}
+    return out
+
+
+def _demos_in(path: Path) -> dict[str, int]:
+    with open_h5(path) as f:
+        return {"demos": int(f["success"].shape[0]), "successes": int(np.sum(f["success"][()])),
+                "steps": int(f["actions"].shape[0])}
+
+
+def collect_toygrasp(cfg: GraspCollectConfig, out: str | Path, shard: tuple[int, int] = (0, 1),
+                     resume: bool = False, progress: bool = True) -> CollectResult:
+    """Roll out the scripted expert and write shards ``j`` with ``j % n == i`` for ``shard=(i, n)``.
+
+    ``collect_config.json`` first, each shard atomically (temp file + rename),
+    ``manifest.json`` once every shard exists. With ``resume`` (implied for
+    ``n > 1``) finished shards are skipped.
+    """
+    from tqdm import tqdm
+
+    root = Path(out)
+    i, n = shard
+    if n < 1 or not 0 <= i < n:
+        raise ConfigError(f"shard {i}/{n}: need 0 <= i < n and n >= 1")
+    claim_dataset_dir(root, {"config": asdict(cfg)}, resume or n > 1)
+    todo = [j for j in range(cfg.num_shards()) if j % n == i]
+    res = CollectResult(out=str(root))
+    t0 = time.perf_counter()
+    attrs = {"format_version": FORMAT_VERSION, "kind": KIND, "config": asdict(cfg)}
+    total = sum(cfg.shard_range(j)[1] - cfg.shard_range(j)[0] for j in todo)
+    with tqdm(total=total, desc=f"collect toygrasp {cfg.split} ({cfg.backend})", unit="demo",
+              disable=not progress, leave=False, dynamic_ncols=True) as bar:
+        for j in todo:
+            start, stop = cfg.shard_range(j)
+            path = root / shard_name(j)
+            if not path.exists():
+                arrays = rollout_shard(cfg, j, on_demo=lambda: bar.update(1))
+                write_h5_shard(path, arrays, {**attrs, "shard": j, "start": start, "stop": stop},
+                               compress={"rgb", "mask"})
+                res.written.append(j)
+                res.items_written += stop - start
+            else:
+                res.skipped.append(j)
+                bar.update(stop - start)
+            shard_record(root, j, start, stop, extra=_demos_in)
+    res.seconds = time.perf_counter() - t0
+    res.complete = finalize(root, cfg)
+    return res
+
+
+def finalize(root: str | Path, cfg: GraspCollectConfig) -> bool:
+    """Write ``manifest.json`` if every shard exists; returns whether the dataset is complete."""
+    root = Path(root)
+    if not all((root / shard_name(j)).exists() for j in range(cfg.num_shards())):
+        return False
+    recs = [shard_record(root, j, *cfg.shard_range(j), extra=_demos_in) for j in range(cfg.num_shards())]
+    return finalize_manifest(root, cfg.num_shards(), cfg.shard_range, {
+        "kind": KIND,
+        "simlab_version": __version__,
+        "config": asdict(cfg),
+        "env_id": ENV_IDS[cfg.backend],
+        "count": cfg.demos,
+        "successes": int(sum(r["successes"] for r in recs)),
+        "steps": int(sum(r["steps"] for r in recs)),
+    }, extra=_demos_in)
+
+
+class GraspDemos:
+    """Reader of a toy-grasp demo dataset (manifest and shard sizes checked on open)."""
+
+    def __init__(self, root: str | Path, verify: bool = False) -> None:
+        self.root = Path(root)
+        self.manifest = read_manifest(self.root, KIND)
+        try:
+            self.config = GraspCollectConfig(**self.manifest["config"])
+        except (KeyError, TypeError, ConfigError) as e:
+            raise DatasetError(f"{self.root / 'manifest.json'}: invalid toygrasp manifest ({e})") from None
+        check_shards(self.root, self.manifest, verify=verify)
+
+    def __len__(self) -> int:
+        return int(self.manifest["count"])
+
+    @property
+    def success_rate(self) -> float:
+        return self.manifest["successes"] / max(1, len(self))
+
+    def shard(self, k: int) -> dict[str, np.ndarray]:
+        """Every array of the ``k``-th shard listed in the manifest."""
+        s = self.manifest["shards"][k]
+        with open_h5(self.root / s["file"]) as f:
+            if f.attrs.get("kind") != KIND:
+                raise DatasetError(f"{self.root / s['file']}: not a {KIND} shard")
+            return {name: read_h5_array(f, name) for name in (*STEP_KEYS, *DEMO_KEYS)}
+
+    def episodes(self):  # -> Iterator[dict[str, Any]]
+        """Every demo in order: per-step arrays sliced to the demo, plus ``success``, ``object``, ``demo_id``."""
+        for k in range(len(self.manifest["shards"])):
+            a = self.shard(k)
+            for e, (lo, ln) in enumerate(zip(a["demo_start"], a["demo_length"])):
+                ep = {key: a[key][lo:lo + ln] for key in STEP_KEYS}
+                ep.update(success=bool(a["success"][e]), object=a["object"][e].decode(),
+                          demo_id=int(a["demo_id"][lo]), reset_seed=int(a["reset_seed"][e]))
+                yield ep
+
+    def __repr__(self) -> str:
+        return (f"GraspDemos({str(self.root)!r}, demos={len(self)}, backend={self.config.backend}, "
+                f"split={self.config.split}, success={self.success_rate:.1%})")
+
+
+def summary_json(res: CollectResult, cfg: GraspCollectConfig) -> dict[str, Any]:
+    """The CLI's summary of one collection run."""
+    man = json.loads((Path(res.out) / "manifest.json").read_text()) if res.complete else {}
+    return {"out": res.out, "demos": cfg.demos, "backend": cfg.backend, "split": cfg.split,
+            "shards_written": len(res.written), "shards_skipped": len(res.skipped), "complete": res.complete,
+            "seconds": round(res.seconds, 3), "successes": man.get("successes"),
+            "demos_per_second": round(res.items_written / res.seconds, 3)
+            if res.seconds > 0 and res.items_written else None}

@@ -1,0 +1,211 @@
+"""ToyGrasp: pick up a random toy (or an unseen object) with a Franka Panda, in pybullet or MuJoCo.
+
+Description:
+    The Panda of pybullet_data (the same URDF in both engines) stands at the
+    origin of a table whose top is the plane z = 0. At reset one object of
+    the split (a random toy, or an unseen pybullet_data object) is dropped at
+    a random position and heading in front of the robot and settles for
+    1 s; the hand starts open, pointing down, 30 cm above the table. The
+    agent moves the tool centre point (TCP, ``panda_grasptarget``, between the
+    fingertips) in Cartesian space, turns the hand about the vertical and
+    opens or closes the gripper. Inverse kinematics (numpy, from the URDF:
+    identical joint targets in both engines) turns the commanded TCP pose
+    into joint position targets for the servos, and the physics runs 24 steps
+    of 1/240 s per action (10 Hz control).
+Action Space:
+    ``Box(-1, 1, (5,), float32)``: ``(dx, dy, dz, dyaw, grip)``. The commanded
+    TCP position moves by ``(dx, dy, dz) * 0.04`` m (clipped to the workspace
+    x 0.25-0.8, y -0.35-0.35, z 0.01-0.45 m), its heading by ``dyaw * 0.3``
+    rad (clipped to +-pi/2); ``grip > 0`` closes the fingers (20 N each),
+    otherwise they open to 8 cm. An action that is NaN/inf, of another
+    shape, or outside ``[-1, 1]`` by more than 1e-6 raises
+    :class:`~simlab.errors.ActionError` (never clipped silently).
+Observation Space:
+    ``Dict``: ``rgb`` ``Box(0, 255, (H, W, 3), uint8)`` from a fixed camera
+    in front of the robot (96 x 96 by default); ``mask`` ``Box(0, 1, (H, W),
+    1), uint8)``, 255 where the target object is visible, else 0; ``proprio``
+    ``Box(-4, 4, (8,), float32)``: the 7 arm joint angles (rad) and the
+    gripper width (m, 0-0.08).
+Rewards:
+    1 on the step the task succeeds, else 0.
+Starting State:
+    Object from the split chosen with ``self.np_random`` (or
+    ``options={"object": name}``), COM at x in [0.45, 0.62], y in [-0.12,
+    0.12] m, heading uniform, dropped 5 mm above the table.
+Episode End:
+    Terminated when the object's COM has been >= 10 cm above its resting
+    height for 1 s (10 consecutive control steps): ``info["is_success"]``.
+    Truncated after 50 steps by the registered ``TimeLimit``.
+Arguments:
+    ``backend`` (``"pybullet"`` | ``"mujoco"``), ``split`` (``toys-train`` |
+    ``toys-test`` | ``objects``), ``train_toys`` (size of ``toys-train``),
+    ``resolution`` (image side, px), ``render_mode`` (``"rgb_array"``).
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import gymnasium as gym
+import numpy as np
+from gymnasium import spaces
+
+from simlab.envs.toygrasp import panda, scene
+from simlab.envs.toygrasp.geometry import axis_angle_mat, quat_to_mat, transform
+from simlab.envs.toygrasp.kinematics import Chain, ik
+from simlab.envs.toygrasp.splits import TRAIN_TOYS, body_of, split_objects, toygrasp_splits
+from simlab.errors import ActionError, ConfigError
+
+BACKENDS = ("pybullet", "mujoco")
+MOVE_SCALE = 0.04
+"""m of TCP motion per unit action."""
+YAW_SCALE = 0.3
+"""rad of hand rotation per unit action."""
+YAW_LIMIT = np.pi / 2
+LIFT_HEIGHT = 0.10
+"""m; success height of the object's COM above its resting height."""
+HOLD_STEPS = 10
+"""Control steps (1 s) the object must stay lifted."""
+HOME_TCP = np.array([0.43, 0.0, 0.30])
+ACTION_TOL = 1e-6
+DOWN = np.diag([1.0, -1.0, -1.0])
+"""TCP rotation pointing down with heading 0 (fingers close along world y)."""
+
+
+def tcp_rotation(yaw: float) -> np.ndarray:
+    """Rotation (3, 3) of a downward TCP with heading ``yaw`` (rad)."""
+    return axis_angle_mat([0, 0, 1], yaw) @ DOWN
+
+
+def make_sim(backend: str, resolution: int):  # -> PyBulletSim | MuJoCoSim
+    """The engine backend of the scene; ConfigError for an unknown name."""
+    if backend == "pybullet":
+        from simlab.envs.toygrasp.sim_pybullet import PyBulletSim
+
+        return PyBulletSim(resolution, resolution)
+    if backend == "mujoco":
+        from simlab.envs.toygrasp.sim_mujoco import MuJoCoSim
+
+        return MuJoCoSim(resolution, resolution)
+    raise ConfigError(f"unknown backend {backend!r}; one of {', '.join(BACKENDS)}")
+
+
+class ToyGraspEnv(gym.Env):
+    """Toy grasping with the Panda; see the module docstring."""
+
+    metadata: ClassVar[dict[str, Any]] = {"render_modes": ["rgb_array"], "render_fps": 10}
+    splits = toygrasp_splits()
+
+    def __init__(self, backend: str = "pybullet", split: str = "toys-train", train_toys: int = TRAIN_TOYS,
+                 resolution: int = 96, render_mode: str | None = None) -> None:
+        if backend not in BACKENDS:
+            raise ConfigError(f"unknown backend {backend!r}; one of {', '.join(BACKENDS)}")
+        if render_mode not in (None, "rgb_array"):
+            raise ConfigError(f"render_mode must be None or 'rgb_array', got {render_mode!r}")
+        if not 16 <= resolution <= 512:
+            raise ConfigError(f"resolution must be in 16..512 px, got {resolution}")
+        self.backend, self.split, self.resolution, self.render_mode = backend, split, resolution, render_mode
+        self.objects = split_objects(split, train_toys)
+        self.chain = Chain.from_urdf(panda.lowpoly_urdf_text(), "panda_link0", panda.TCP_LINK)
+        self.action_space = spaces.Box(-1.0, 1.0, (5,), np.float32)
+        self.observation_space = spaces.Dict({
+            "rgb": spaces.Box(0, 255, (resolution, resolution, 3), np.uint8),
+            "mask": spaces.Box(0, 255, (resolution, resolution, 1), np.uint8),
+            "proprio": spaces.Box(-4.0, 4.0, (8,), np.float32),
+        })
+        self.sim = make_sim(backend, resolution)
+        self._frame: np.ndarray | None = None
+        self.object_name = ""
+
+    # ---- episode ---------------------------------------------------------------------------
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        super().reset(seed=seed)
+        options = options or {}
+        rng = self.np_random
+        name = options.get("object")
+        pick = int(rng.integers(len(self.objects)))
+        name = self.objects[pick] if name is None else str(name)
+        body = body_of(name)
+        x, y = rng.uniform(*scene.SPAWN_X), rng.uniform(*scene.SPAWN_Y)
+        yaw = rng.uniform(-np.pi, np.pi)
+        quat = np.array([np.cos(yaw / 2), 0.0, 0.0, np.sin(yaw / 2)])
+        self.body, self.object_name = body, name
+        self.sim.load_body(body, np.array([x, y, body.half_height + scene.DROP_CLEARANCE]), quat)
+        self.q_target = panda.HOME_Q.copy()  # IK seed
+        self.q_target = self._ik(HOME_TCP, 0.0)
+        self.sim.reset_robot(self.q_target, panda.FINGER_OPEN)
+        self.sim.step(scene.SETTLE_STEPS)
+        self.tcp_target, self.yaw_target, self.closed = HOME_TCP.copy(), 0.0, False
+        self.rest_z = float(self.sim.body_pose()[0][2])
+        self.lifted_steps, self.steps = 0, 0
+        obs = self._obs()
+        return obs, self._info(False)
+
+    def step(self, action: np.ndarray):
+        a = self._check_action(action)
+        self.tcp_target = np.clip(self.tcp_target + a[:3] * MOVE_SCALE, scene.WORKSPACE_LO, scene.WORKSPACE_HI)
+        self.yaw_target = float(np.clip(self.yaw_target + a[3] * YAW_SCALE, -YAW_LIMIT, YAW_LIMIT))
+        self.closed = bool(a[4] > 0)
+        self.q_target = self._ik(self.tcp_target, self.yaw_target)
+        self.sim.set_targets(self.q_target, 0.0 if self.closed else panda.FINGER_OPEN)
+        self.sim.step(scene.SUBSTEPS)
+        self.steps += 1
+        lift = float(self.sim.body_pose()[0][2]) - self.rest_z
+        self.lifted_steps = self.lifted_steps + 1 if lift >= LIFT_HEIGHT else 0
+        success = self.lifted_steps >= HOLD_STEPS
+        return self._obs(), float(success), success, False, self._info(success, lift)
+
+    def render(self) -> np.ndarray | None:
+        """The last camera frame ``(H, W, 3)`` uint8 (``render_mode="rgb_array"``)."""
+        if self.render_mode != "rgb_array":
+            return None
+        return None if self._frame is None else self._frame.copy()
+
+    def close(self) -> None:
+        if getattr(self, "sim", None) is not None:
+            self.sim.close()
+            self.sim = None
+
+    # ---- helpers ---------------------------------------------------------------------------
+    def _ik(self, pos: np.ndarray, yaw: float) -> np.ndarray:
+        return ik(self.chain, pos, tcp_rotation(yaw), self.q_target, panda.SOFT_LOWER, panda.SOFT_UPPER,
+                  panda.HOME_Q)
+
+    def _obs(self) -> dict[str, np.ndarray]:
+        rgb, mask = self.sim.render()
+        self._frame = rgb
+        proprio = np.concatenate([self.sim.arm_q(), [self.sim.finger_q().sum()]]).astype(np.float32)
+        return {"rgb": rgb, "mask": mask[..., None].astype(np.uint8) * np.uint8(255),
+                "proprio": np.clip(proprio, -4.0, 4.0)}
+
+    def _info(self, success: bool, lift: float = 0.0) -> dict[str, Any]:
+        return {"is_success": bool(success), "object": self.object_name, "lift": lift,
+                "lifted_steps": self.lifted_steps, "backend": self.backend}
+
+    def _check_action(self, action: Any) -> np.ndarray:
+        try:
+            a = np.asarray(action, dtype=np.float64)
+        except (TypeError, ValueError):
+            raise ActionError(f"action must be numeric, got {action!r}") from None
+        if a.shape != (5,):
+            raise ActionError(f"action must have shape (5,), got shape {a.shape}")
+        if not np.isfinite(a).all():
+            raise ActionError(f"action must be finite, got {a.tolist()}")
+        if (np.abs(a) > 1.0 + ACTION_TOL).any():
+            raise ActionError(f"action must lie in [-1, 1], got {a.tolist()}")
+        return np.clip(a, -1.0, 1.0)
+
+    # ---- planner access (the scripted expert knows the geometry) ---------------------------
+    def object_points(self) -> np.ndarray:
+        """The object's interior sample points in the world frame, ``(N, 3)`` m."""
+        pos, quat = self.sim.body_pose()
+        return transform(self.body.points, pos, quat_to_mat(quat))
+
+
+class ToyGraspMJEnv(ToyGraspEnv):
+    """:class:`ToyGraspEnv` in MuJoCo (``simlab/ToyGraspMJ-v0``)."""
+
+    def __init__(self, split: str = "toys-train", train_toys: int = TRAIN_TOYS, resolution: int = 96,
+                 render_mode: str | None = None, backend: str = "mujoco") -> None:
+        super().__init__(backend=backend, split=split, train_toys=train_toys, resolution=resolution,
+                         render_mode=render_mode)
