@@ -151,6 +151,51 @@ def collect_procgen_cmd(
                    + (f"; Minari dataset {summary['minari']}" if minari else ""))
 
 
+@collect_app.command("toygrasp")
+def collect_toygrasp_cmd(
+    out: Annotated[Path, typer.Option("--out", help="Dataset directory.")],
+    backend: Annotated[str, typer.Option(help="pybullet | mujoco")] = "pybullet",
+    toys: Annotated[int, typer.Option(help="Training toys (toy seeds 0..toys-1).")] = 250,
+    demos: Annotated[int, typer.Option(help="Scripted-expert demos (attempts) to record.")] = 2500,
+    split: Annotated[str, typer.Option(help="toys-train | toys-test | objects")] = "toys-train",
+    seed: Annotated[int, typer.Option(help="Seed of the reset streams.")] = 0,
+    resolution: Annotated[int, typer.Option(help="Image side in pixels.")] = 96,
+    demos_per_shard: Annotated[int, typer.Option(help="Demos per shard file.")] = 50,
+    shard: Annotated[str, typer.Option(help="This worker's part, i/n.")] = "0/1",
+    resume: Annotated[bool, typer.Option(help="Continue an interrupted collection.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Record scripted-expert grasps of toys (or unseen objects) as HDF5 demos (images, masks, actions, success)."""
+    from simlab.data import parse_shard
+    from simlab.envs.toygrasp.dataset import GraspCollectConfig, collect_toygrasp, summary_json
+
+    cfg = GraspCollectConfig(backend=backend, split=split, toys=toys, demos=demos, seed=seed,
+                             resolution=resolution, demos_per_shard=demos_per_shard)
+    res = collect_toygrasp(cfg, out, shard=parse_shard(shard), resume=resume)
+    info = summary_json(res, cfg)
+    if as_json:
+        _print_json(info)
+    else:
+        succ = f", {info['successes']} successful" if res.complete else ""
+        typer.echo(f"{out}: {demos} demos{succ}, {len(res.written)} shard(s) written, {len(res.skipped)} skipped, "
+                   f"{'complete' if res.complete else 'partial'}, {res.seconds:.1f} s")
+
+
+@app.command("render-toys")
+def render_toys_cmd(
+    out: Annotated[Path, typer.Option("--out", help="Output .png file.")],
+    seeds: Annotated[str, typer.Option(help="Toy seeds, e.g. 0:16 or 3,7,9.")] = "0:16",
+    resolution: Annotated[int, typer.Option(help="Pixels per toy (16-512).")] = 128,
+) -> None:
+    """Draw toys (each resting on the table, pybullet) as one grid image."""
+    from simlab.envs.toygrasp.render import parse_seeds, render_toys
+
+    if not 16 <= resolution <= 512:
+        raise ConfigError(f"--resolution must be in 16..512, got {resolution}")
+    path = render_toys(parse_seeds(seeds), out, resolution)
+    typer.echo(f"wrote {path}")
+
+
 # ---- render -------------------------------------------------------------------------------
 def _parse_indices(text: str, n: int) -> list[int]:
     try:
@@ -261,6 +306,11 @@ def eval_physics(
     pred: Annotated[Path | None, typer.Option(
         help="HDF5 file with generated frames (N, 32, H, W, 3) uint8 in dataset 'frames' "
              "(and optionally 'index') to score against --data.")] = None,
+    model: Annotated[Path | None, typer.Option(
+        help="A video-diffusion run (or saved model) directory: generate from the condition frames and "
+             "score it beside the parse floor and the repeat-last / constant-velocity predictors.")] = None,
+    steps: Annotated[int | None, typer.Option(help="With --model: DDIM steps (default: the run's).")] = None,
+    seed: Annotated[int, typer.Option(help="With --model: sampling noise seed.")] = 0,
     limit: Annotated[int, typer.Option(help="Score at most this many videos (0 = all).")] = 0,
     verify: Annotated[bool, typer.Option(help="Check shard SHA-256 checksums first.")] = False,
     video: Annotated[Path | None, typer.Option(
@@ -275,12 +325,18 @@ def eval_physics(
     from simlab.envs.collision2d.parse import evaluate_videos
     from simlab.video import grid, side_by_side, write_mp4
 
-    if ground_truth == (pred is not None):
-        raise ConfigError("give exactly one of --ground-truth or --pred FILE")
+    if int(ground_truth) + (pred is not None) + (model is not None) != 1:
+        raise ConfigError("give exactly one of --ground-truth, --pred FILE or --model RUN")
     if limit < 0:
         raise ConfigError(f"--limit must be >= 0, got {limit}")
     if video is not None and video.suffix != ".mp4":
         raise ConfigError(f"--video must end in .mp4, got {video}")
+    if model is not None:
+        from simlab.world_models.video_diffusion.evaluate import evaluate_model, format_report
+
+        res_model = evaluate_model(model, data, limit=limit, steps=steps, seed=seed, video=video, verify=verify)
+        _print_json(res_model) if as_json else typer.echo(format_report(res_model))
+        return
     ds = VideoDataset(data, verify=verify)
     n = len(ds) if limit == 0 else min(limit, len(ds))
     if pred is not None:
@@ -366,7 +422,7 @@ def eval_physics(
 def train_dreamland_cmd(
     out: Annotated[Path, typer.Option("--out", help="Run directory.")] = Path("runs/dreamland"),
     env: Annotated[str | None, typer.Option(
-        help="Real env: a procgen-like game id (default simlab/Dodge-v0) or an image gymnasium env "
+        help="Real env: a procgen-like game id (default simlab/Dodge-v1) or an image gymnasium env "
              "(CarRacing-v3).")] = None,
     preset: Annotated[str, typer.Option(help="cpu (default) | gpu | carracing | debug")] = "cpu",
     dropout: Annotated[float | None, typer.Option(help="World-model LSTM dropout (Dream Land).")] = None,
@@ -382,8 +438,9 @@ def train_dreamland_cmd(
     overrides: OverridesArg = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Dropout's Dream Land: collect -> VAE -> MDN-RNN with dropout -> controller in dreams -> real-env test."""
-    from simlab.dreamland import PRESETS, dreamland_config, train_dreamland
+    """Dropout's Dream Land: collect -> VAE -> MDN-RNN with dropout -> controller in dreams -> real-env test
+    beside the fixed policies and a real-game upper bound; writes report.md and report.json."""
+    from simlab.pipelines.dreamland import PRESETS, dreamland_config, train_dreamland
 
     if preset not in PRESETS:
         raise ConfigError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
@@ -454,6 +511,26 @@ def train_bc_cmd(
     run = train_bc(cfg, out, resume=resume)
     info = {"run": str(run.path), "env": cfg.env, "data": cfg.data}
     _print_json(info) if as_json else typer.echo(f"trained BC on {cfg.data}: {run.path}")
+
+
+@train_app.command("video-diffusion")
+def train_video_diffusion_cmd(
+    data: Annotated[Path, typer.Option(help="A collision2d dataset (its resolution and frame count must match).")],
+    preset: Annotated[str, typer.Option(help="cpu-small (default) | gpu-s | gpu-b | debug")] = "cpu-small",
+    out: Annotated[Path, typer.Option("--out", help="Run directory.")] = Path("runs/video_diffusion"),
+    resume: Annotated[bool, typer.Option(help="Continue a killed run from its latest checkpoint.")] = False,
+    overrides: OverridesArg = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Conditional video diffusion (diffusers UNet2DModel / DiT; DDPM, v- or x0-prediction) with accelerate."""
+    from simlab.world_models.video_diffusion.config import video_diffusion_config
+
+    cfg = video_diffusion_config([preset], list(overrides or []))
+    from simlab.world_models.video_diffusion.train import train_video_diffusion
+
+    info = train_video_diffusion(cfg, data, out, resume=resume)
+    _print_json(info) if as_json else typer.echo(
+        f"trained video diffusion ({cfg.backbone}, {info['steps']} steps, loss {info['final_loss']:.4f}): {out}")
 
 
 # ---- eval transfer -------------------------------------------------------------------------
