@@ -3,6 +3,8 @@ correlation, the world-model diagnostics, the real-game feature env, the foregro
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -196,3 +198,41 @@ def test_foreground_weight_counts_sprite_errors_more() -> None:
         ConvVAE(z_dim=4, fg_weight=-1.0)
     with pytest.raises(ConfigError, match="width"):
         ConvVAE(z_dim=4, width=0)
+
+
+# ---- dreams that start from burned-in real states ------------------------------------------------
+def test_dream_starts_carry_the_real_state_and_reload(tmp_path) -> None:
+    """Burn-in starts: row i is (z_t, state before z_t) of a real episode; a dream reset there
+    observes [z_t, h_t]; saved and reloaded bit-exactly; files without a state bank still load."""
+    from safetensors.torch import load_file, save_file
+
+    from simlab.pipelines.dreamland import dream_starts
+    from simlab.world_models.dropout.model import DropoutWorldModel
+
+    m = _tiny_world_model()
+    rng = np.random.default_rng(0)
+    zs = [rng.normal(size=(21, 4)).astype(np.float32), rng.normal(size=(9, 4)).astype(np.float32)]
+    acts = [rng.integers(0, 15, 20), rng.integers(0, 15, 8)]
+    z0, (h0, c0) = dream_starts(m.rnn, zs, acts, every=8)
+    assert z0.shape == (3 + 1, 4) and h0.shape == c0.shape == (4, 8)  # steps 0, 8, 16 and 0
+    with torch.no_grad():  # the state before step 8 of episode 0, by the RNN's own sequence pass
+        out = m.rnn(torch.as_tensor(zs[0][None, :8]), torch.as_tensor(acts[0][None, :8]))
+    torch.testing.assert_close(h0[1], out.state[0][0])
+    torch.testing.assert_close(z0[1], torch.as_tensor(zs[0][8]))
+    assert float(h0[0].abs().sum()) == 0.0  # step 0: a real episode's start
+    wm = DropoutWorldModel(m.vae, m.rnn, z0, env_id="simlab/Dodge-v1", start_state=(h0, c0))
+    wm.save_pretrained(tmp_path / "wm")
+    back = DropoutWorldModel.from_pretrained(tmp_path / "wm")
+    torch.testing.assert_close(back.start_h, h0)
+    torch.testing.assert_close(back.start_c, c0)
+    env = back.as_vec_env(2, mask_mode="none", dropout=0.0)
+    obs, _ = env.reset(seed=0, options={"start_index": np.array([1, 2])})
+    np.testing.assert_allclose(obs[:, 4:], h0[[1, 2]].numpy(), atol=1e-6)
+    # a world model saved before start states existed (start_z only) starts dreams from zeros
+    f = tmp_path / "wm" / "start_z.safetensors"
+    save_file({"start_z": load_file(str(f))["start_z"]}, str(f))
+    doc = json.loads((tmp_path / "wm" / "world_model.json").read_text())
+    doc.pop("start_z_sha256")
+    (tmp_path / "wm" / "world_model.json").write_text(json.dumps(doc))
+    old = DropoutWorldModel.from_pretrained(tmp_path / "wm")
+    assert float(old.start_h.abs().sum()) == 0.0 and old.start_z.shape == (4, 4)

@@ -115,6 +115,9 @@ class DreamlandConfig:
     """MDN-RNN windows per gradient step."""
     done_pos_weight: float = 1.0
     """BCE weight of done steps in the MDN-RNN's done head (1: calibrated probabilities)."""
+    done_weight: float = 1.0
+    """Weight of the done head's BCE in the MDN-RNN loss (it does not bias the probabilities, it only
+    makes the LSTM spend more of its state on predicting deaths, which are rare in the data)."""
     dropout: float = 0.05
     """Dream Land: LSTM dropout (z input and recurrent state) while training the world model."""
     dream_dropout: float | None = None
@@ -127,6 +130,16 @@ class DreamlandConfig:
     paper's sweep 0 / 0.05 / 0.1 / 0.2 on one shared dataset and VAE."""
     temperature: float = 1.0
     """Sampling temperature tau of the dream."""
+    dream_start: str = "burn_in"
+    """Where dream episodes start: ``burn_in`` (default): from real training states every
+    ``start_every`` steps of the real episodes, the MDN-RNN's state burned in on the real frames
+    before them (DIAMOND, Dreamer), so a dream continues a real situation with its fireballs in
+    flight; ``first_frame``: from the first frames of real episodes with a zero state (World Models).
+    Measured on Dodge-v1: a dream started from first frames never spawns a fireball (a rare,
+    abrupt event the per-dimension mixture does not sample), so it cannot tell a safe policy from
+    a deadly one."""
+    start_every: int = 8
+    """Steps between the burn-in start states taken from each real episode."""
     controller: str = "cmaes"
     """cmaes (linear controller on [z, h]) | ppo (SB3 MLP on [z, h])."""
     controller_actions: list[int] | None = None
@@ -181,12 +194,16 @@ class DreamlandConfig:
     """CMA-ES generations of the upper bound (each costs real frames through the VAE encoder)."""
     upper_seeds: int = 1
     """Seeds of the upper bound."""
+    upper_max_steps: int = 300
+    """Step cap of the upper bound's real training episodes (real episodes start at step 0, where the
+    fireballs only begin; a dream that starts from burned-in mid-episode states needs fewer)."""
     diagnostics: bool = True
     """Write the world-model diagnostics: hazard recall, dream fidelity, multi-step error."""
     fidelity_episodes: int = 8
     """Dream fidelity: episodes per panel controller, in the dream and in the real game."""
     fidelity_max_steps: int = 300
-    """Dream fidelity: step cap of those episodes (the same in dream and real, so returns compare)."""
+    """Dream fidelity: step cap of the real episodes (the dream ones use ``max_dream_steps``, the
+    dream the controllers are trained in)."""
     fidelity_random: int = 4
     """Dream fidelity: random linear controllers in the panel."""
     heldout_transitions: int = 4096
@@ -225,8 +242,8 @@ class DreamlandConfig:
         for k in ("transitions", "num_envs", "z_dim", "vae_epochs", "vae_max_frames", "hidden", "mixtures",
                   "rnn_epochs", "seq_len", "vae_batch_size", "rnn_batch_size", "eval_dream_episodes", "popsize", "episodes_per_candidate", "generations",
                   "max_dream_steps", "ppo_timesteps", "seeds", "eval_episodes", "eval_num_envs", "vae_width",
-                  "upper_generations", "upper_seeds", "fidelity_episodes", "fidelity_max_steps",
-                  "heldout_transitions", "burn_in"):
+                  "upper_generations", "upper_seeds", "upper_max_steps", "fidelity_episodes", "fidelity_max_steps",
+                  "heldout_transitions", "burn_in", "start_every"):
             if getattr(self, k) < 1:
                 raise ConfigError(f"config key {k!r} must be >= 1, got {getattr(self, k)}")
         for r in self.sweep:
@@ -242,10 +259,14 @@ class DreamlandConfig:
             check_split_name(self.hard_split)
         if self.vae_lr <= 0:
             raise ConfigError(f"vae_lr must be > 0, got {self.vae_lr}")
+        if not 0 < self.done_weight < float("inf"):
+            raise ConfigError(f"done_weight must be a finite number > 0, got {self.done_weight}")
         if self.done_pos_weight <= 0:
             raise ConfigError(f"done_pos_weight must be > 0, got {self.done_pos_weight}")
         if self.eval_every < 0:
             raise ConfigError(f"eval_every must be >= 0, got {self.eval_every}")
+        if self.dream_start not in ("burn_in", "first_frame"):
+            raise ConfigError(f"unknown dream_start {self.dream_start!r}; choose burn_in or first_frame")
         if self.temperature <= 0:
             raise ConfigError(f"temperature must be > 0, got {self.temperature}")
         acts = self._actions(game, None if game is not None else info.action_space)
@@ -298,7 +319,8 @@ PRESETS: dict[str, dict[str, Any]] = {
               "seeds": 1, "eval_episodes": 2, "eval_num_envs": 2, "eval_max_steps": 60, "torch_threads": 1,
               "videos": False, "eval_dream_episodes": 8, "vae_batch_size": 64, "rnn_batch_size": 16,
               "vae_width": 8, "upper_generations": 2, "fidelity_episodes": 2, "fidelity_max_steps": 30,
-              "fidelity_random": 2, "heldout_transitions": 512, "horizons": [1, 2, 4], "burn_in": 4},
+              "fidelity_random": 2, "heldout_transitions": 512, "horizons": [1, 2, 4], "burn_in": 4,
+              "upper_max_steps": 50},
     "cpu": {},
     "carracing": {"env": "CarRacing-v3", "hard_split": "", "transitions": 10_000, "num_envs": 1, "max_dream_steps": 300,
                   "eval_max_steps": 300, "eval_episodes": 8, "eval_num_envs": 1},
@@ -324,6 +346,49 @@ def dreamland_config(presets: list[str] | tuple[str, ...] = (), overrides: list[
         data[path[0]] = value
     data["preset"] = ",".join(presets) or "cpu"
     return from_dict(DreamlandConfig, data)
+
+
+def dream_starts(rnn: Any, zs: list[np.ndarray], acts: list[np.ndarray], every: int | None,
+                 device: Any = "cpu") -> tuple[Any, Any]:
+    """Start states of the dreams from real episodes: ``(start_z (M, z_dim), (h, c) (M, hidden) each)``.
+
+    ``every=None``: the first frame of each episode with a zero state (World Models). Otherwise the
+    frames at steps 0, every, 2 * every... of each episode, each with the MDN-RNN's state after
+    consuming the real frames and actions before it (teacher forcing, no dropout): a dream started
+    there continues the real situation.
+    """
+    import torch
+
+    zt, hs, cs = [], [], []
+    with torch.no_grad():
+        for z, a in zip(zs, acts):
+            z_t = torch.as_tensor(z, device=device)
+            if every is None or len(a) == 0:
+                zt.append(z_t[:1])
+                hs.append(torch.zeros(1, rnn.hidden, device=device))
+                cs.append(torch.zeros(1, rnn.hidden, device=device))
+                continue
+            a_t = torch.as_tensor(a, device=device)
+            a_t = a_t.float() if rnn.continuous else a_t.long()
+            take = np.arange(0, len(a), every)
+            h_all, c_all = _all_states(rnn, z_t[: len(a)], a_t)
+            zt.append(z_t[take])
+            hs.append(h_all[take])
+            cs.append(c_all[take])
+    return torch.cat(zt).cpu(), (torch.cat(hs).cpu(), torch.cat(cs).cpu())
+
+
+def _all_states(rnn: Any, z: Any, a: Any) -> tuple[Any, Any]:
+    """The LSTM state BEFORE each step of one episode: ``(h, c)`` ``(T, hidden)`` each (row 0 zeros)."""
+    import torch
+
+    state = rnn.initial_state(1, z.device)
+    hs, cs = [state[0][0]], [state[1][0]]
+    for t in range(len(z) - 1):
+        state = rnn.cell_step(z[t:t + 1], rnn.check_actions(a[t:t + 1], (1,)), state)
+        hs.append(state[0][0])
+        cs.append(state[1][0])
+    return torch.stack(hs), torch.stack(cs)
 
 
 # ---- the pipeline -----------------------------------------------------------------------------
@@ -410,10 +475,12 @@ class Dreamland:
 
             a, n = GYM_HELDOUT_SEEDS if held == "test" else level_range_split(held)
             levels = f"{a}:{a + n}"
+        # Fewer envs than for training data: long episodes, so the multi-step error sees deaths.
         return self._collect(self.path / "data" / "heldout", levels, self.cfg.heldout_transitions,
-                             self.cfg.seed + 1)
+                             self.cfg.seed + 1, num_envs=max(1, self.cfg.num_envs // 8))
 
-    def _collect(self, out: Path, levels: str, transitions: int, seed: int) -> dict[str, Any]:
+    def _collect(self, out: Path, levels: str, transitions: int, seed: int,
+                 num_envs: int | None = None) -> dict[str, Any]:
         if self.game is None:
             from simlab.envs.gym_image import collect_gym
 
@@ -424,7 +491,7 @@ class Dreamland:
         from simlab.envs.procgen.dataset import ProcgenCollectConfig, collect_procgen
 
         cc = ProcgenCollectConfig(game=self.game, levels=levels, transitions=transitions,
-                                  policy="random_repeat", seed=seed, num_envs=self.cfg.num_envs,
+                                  policy="random_repeat", seed=seed, num_envs=num_envs or self.cfg.num_envs,
                                   use_backgrounds=self.cfg.use_backgrounds)
         res = collect_procgen(cc, out, resume=True, progress=self.progress)
         return {"transitions": transitions, "complete": res.complete}
@@ -472,7 +539,10 @@ class Dreamland:
         return {"episodes": len(lens), "transitions": int(lens.sum())}
 
     def _latents(self) -> tuple[list[np.ndarray], ...]:
-        d = np.load(self.path / "data" / "latents.npz")
+        with np.load(self.path / "data" / "latents.npz") as f:
+            # One read per array: every ``f[key]`` decompresses the whole array again, and slices of
+            # a fresh copy per episode kept hundreds of full copies alive (GBs at 100k transitions).
+            d = {k: f[k] for k in ("z", "actions", "rewards", "dones", "lengths")}
         lens = d["lengths"]
         zs, acts, rews, dones = [], [], [], []
         zo, to = 0, 0
@@ -499,15 +569,16 @@ class Dreamland:
                               hidden=self.cfg.hidden,
                               mixtures=self.cfg.mixtures, epochs=self.cfg.rnn_epochs, seq_len=self.cfg.seq_len,
                               batch_size=self.cfg.rnn_batch_size, done_pos_weight=self.cfg.done_pos_weight,
+                              done_weight=self.cfg.done_weight,
                               dropout=self.cfg.variant_specs()[variant]["dropout"])
         rnn = train_mdnrnn(zs, acts, rews, dones, rcfg, device=self.device, progress=self.progress,
                            seed=self.cfg.seed, log=self._log(f"rnn_{variant}"))
         vae = ConvVAE.from_pretrained(self.path / "checkpoints" / "vae", device=self.device)
-        start_z = torch.as_tensor(np.stack([z[0] for z in zs]))
-        DropoutWorldModel(vae, rnn, start_z, env_id=self.cfg.env,
-                          action_space=self.actions if cont else None).save_pretrained(
-            self.path / "world_models" / variant)
-        return {"dropout": rcfg.dropout}
+        every = self.cfg.start_every if self.cfg.dream_start == "burn_in" else None
+        start_z, start_state = dream_starts(rnn, zs, acts, every, self.device)
+        DropoutWorldModel(vae, rnn, start_z, env_id=self.cfg.env, action_space=self.actions if cont else None,
+                          start_state=start_state).save_pretrained(self.path / "world_models" / variant)
+        return {"dropout": rcfg.dropout, "start_states": int(start_z.shape[0])}
 
     def _dream_kwargs(self, variant: str) -> dict[str, Any]:
         spec = self.cfg.variant_specs()[variant]
@@ -543,12 +614,12 @@ class Dreamland:
         return make_env
 
     def _cmaes(self, make_env: Any, in_dim: int, sub: Path, seed: int, generations: int, eval_episodes: int,
-               prefix: str) -> dict[str, Any]:
+               prefix: str, max_steps: int) -> dict[str, Any]:
         from simlab.policies.cmaes import CMAESConfig, train_cmaes
 
         ccfg = CMAESConfig(popsize=self.cfg.popsize, episodes_per_candidate=self.cfg.episodes_per_candidate,
                            sigma0=self.cfg.sigma0, generations=generations, seed=seed,
-                           max_episode_steps=self.cfg.max_dream_steps, eval_every=self.cfg.eval_every,
+                           max_episode_steps=max_steps, eval_every=self.cfg.eval_every,
                            eval_episodes=eval_episodes)
         run = RunDir.create(sub, ccfg, resume=True)
         _, info = train_cmaes(make_env, in_dim, self.actions, ccfg, run=run, progress=self.progress,
@@ -566,7 +637,7 @@ class Dreamland:
         make_env = self._dream_env(variant, self.cfg.max_dream_steps)
         if self.cfg.controller == "cmaes":
             return self._cmaes(make_env, self.world_model(variant).obs_dim, sub, seed, self.cfg.generations,
-                               self.cfg.eval_dream_episodes, f"dream_{variant}_s{k}")
+                               self.cfg.eval_dream_episodes, f"dream_{variant}_s{k}", self.cfg.max_dream_steps)
         from simlab.policies.dream_ppo import DreamPPOConfig, train_dream_ppo
 
         pcfg = DreamPPOConfig(total_timesteps=self.cfg.ppo_timesteps, seed=seed, device=str(self.device),
@@ -581,7 +652,8 @@ class Dreamland:
         v = self.cfg.variants()[0]
         return self._cmaes(self._real_feature_env(v), self.world_model(v).obs_dim,
                            self.path / "controllers" / UPPER / f"seed{k}", 1000 * (k + 1) + 7,
-                           self.cfg.upper_generations, max(8, self.cfg.eval_dream_episodes // 2), f"{UPPER}_s{k}")
+                           self.cfg.upper_generations, max(8, self.cfg.eval_dream_episodes // 2), f"{UPPER}_s{k}",
+                           self.cfg.upper_max_steps)
 
     def _agent(self, variant: str, k: int):
         from simlab.policies.cmaes import DropoutWorldModelView, LinearController, WorldModelAgent
@@ -682,7 +754,8 @@ class Dreamland:
 
     def _panel(self, variant: str) -> tuple[list[str], list[Any]]:
         """Panel of controllers for dream fidelity: the fixed policies, random linear controllers,
-        the CMA-ES means scored during seed 0's training, the final controller of every seed."""
+        the CMA-ES means scored during seed 0's training, the final controller of every seed and
+        (first variant, whose features it was trained on) the real-game upper bound."""
         from simlab.policies.cmaes import LinearController
         from simlab.policies.fixed import FIXED_POLICIES
 
@@ -705,6 +778,12 @@ class Dreamland:
         for k in range(self.cfg.seeds):
             names.append(f"final seed {k}")
             actors.append(LinearController.load(sub / f"seed{k}" / "controller"))
+        upper = self.path / "controllers" / UPPER
+        if variant == self.cfg.variants()[0]:  # trained on this model's features: a strong real player
+            for k in range(self.cfg.upper_seeds):
+                if (upper / f"seed{k}" / "controller").exists():
+                    names.append(f"upper bound seed {k}")
+                    actors.append(LinearController.load(upper / f"seed{k}" / "controller"))
         return names, actors
 
     def _fidelity(self, variant: str) -> dict[str, Any]:
@@ -713,12 +792,15 @@ class Dreamland:
         cfg = self.cfg
         names, actors = self._panel(variant)
         seed = 777
-        dream = rollout_actors(self._dream_env(variant, cfg.fidelity_max_steps), actors, cfg.fidelity_episodes,
-                               seed, cfg.fidelity_max_steps).mean(1)
+        # The dream as the controllers were trained in it (its own episode cap), reality as evaluated
+        # (from the start of real episodes, capped at fidelity_max_steps).
+        dream = rollout_actors(self._dream_env(variant, cfg.max_dream_steps), actors, cfg.fidelity_episodes,
+                               seed, cfg.max_dream_steps).mean(1)
         real = rollout_actors(self._real_feature_env(variant), actors, cfg.fidelity_episodes, seed,
                               cfg.fidelity_max_steps).mean(1)
         return {"spearman": spearman(dream, real), "names": names, "dream": dream.tolist(), "real": real.tolist(),
-                "episodes": cfg.fidelity_episodes, "max_steps": cfg.fidelity_max_steps}
+                "episodes": cfg.fidelity_episodes, "max_steps": cfg.fidelity_max_steps,
+                "dream_max_steps": cfg.max_dream_steps}
 
     # -- everything ------------------------------------------------------------------------------
     def run_all(self) -> dict[str, Any]:

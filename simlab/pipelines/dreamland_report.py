@@ -153,8 +153,9 @@ def markdown(dl: Any, s: dict[str, Any]) -> str:
     for var, rho in d["dream_fidelity"].items():
         p = d["fidelity_panel"][var]
         lines.append(f"- **Dream fidelity** of `{var}`: Spearman {rho:.2f} between dream and real returns of "
-                     f"{len(p['names'])} controllers ({p['episodes']} episodes each, capped at {p['max_steps']} "
-                     "steps in both).")
+                     f"{len(p['names'])} controllers ({p['episodes']} episodes each; dream episodes as in training, "
+                     f"up to {p.get('dream_max_steps', p['max_steps'])} steps; real episodes from the start, up to "
+                     f"{p['max_steps']} steps).")
     if d["dream_fidelity"]:
         lines += ["", "![dream fidelity](plots/dream_fidelity.png)"]
     if d["multistep"]:
@@ -207,7 +208,7 @@ def plot_learning(dl: Any, s: dict[str, Any]) -> None:
                 ax0.plot(g, d, "o-", color=f"C{i}", label=f"{v}: CMA mean, dream")
                 ax0.plot(g, r, "s--", color=f"C{i}", label=f"{v}: CMA mean, REAL")
     ax0.set_xlabel("CMA-ES generation")
-    ax0.set_ylabel(f"return (capped at {dl.cfg.fidelity_max_steps} steps for the CMA means)")
+    ax0.set_ylabel(f"return (CMA means: dream {dl.cfg.max_dream_steps}, real {dl.cfg.fidelity_max_steps} steps)")
     ax0.set_title("controller training in the dream (seed 0's scored means)")
     ax0.legend(fontsize=7)
     rows = {**{f"{v}": r for v, r in s["variants"].items()},

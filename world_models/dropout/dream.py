@@ -215,6 +215,7 @@ class DreamCore:
         self.reseed(seed)
         self.pack_transfer = self.device.type != "cpu"
         self.start_z_host = model.start_z.detach().cpu().numpy()
+        self.start_h_host = model.start_h.detach().cpu().numpy()
         n, zd, hd = self.num_envs, model.z_dim, model.hidden
         self.obs_dim = zd + hd
         self.z = torch.zeros(n, zd, device=self.device)
@@ -284,16 +285,14 @@ class DreamCore:
                 raise ConfigError(f"start_index must be {n} integers in [0, {m_rows}), got {start_index!r}")
             k_host = k_host.astype(np.int64)
             k = torch.from_numpy(k_host).to(self.device)
-        z0 = self.model.start_z[k]
+        z0, h0, c0 = self.model.start_z[k], self.model.start_h[k], self.model.start_c[k]
         if idx is None:
-            self.z = z0.clone()
-            self.h.zero_()
-            self.c.zero_()
+            self.z, self.h, self.c = z0.clone(), h0.clone(), c0.clone()
         else:
             it = torch.from_numpy(idx).to(self.device)
             self.z[it] = z0
-            self.h[it] = 0.0
-            self.c[it] = 0.0
+            self.h[it] = h0
+            self.c[it] = c0
         if self.mask_mode == "per_episode":
             m = self.rnn.sample_masks(n, self.rate, generator=self.gen, device=self.device)
             if idx is None or self.masks is None:
@@ -306,7 +305,7 @@ class DreamCore:
         self.ret[sel] = 0.0
         self.start_idx[sel] = k_host
         self.ready = True
-        return np.concatenate([self.start_z_host[k_host], np.zeros((n, self.model.hidden), np.float32)], 1)
+        return np.concatenate([self.start_z_host[k_host], self.start_h_host[k_host]], 1)
 
     @torch.no_grad()
     def advance(self, a: torch.Tensor) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -49,8 +49,12 @@ class DropoutWorldModel(nn.Module):
     Args:
         vae: the :class:`ConvVAE`.
         rnn: the :class:`MDNRNN` (same ``z_dim``).
-        start_z: ``(M, z_dim)`` latents of real first frames; a dream episode starts
-            from one of them, drawn uniformly.
+        start_z: ``(M, z_dim)`` latents of real frames; a dream episode starts from one of
+            them, drawn uniformly (World Models: the first frames of real episodes).
+        start_state: optional ``(h, c)``, each ``(M, hidden)``: the MDN-RNN's state before
+            ``start_z[i]`` when it was taken from the middle of a real episode (burn-in, as in
+            DIAMOND and Dreamer: the dream continues a real situation, e.g. with fireballs in
+            flight); None (default): zeros, a dream starts like a real episode.
         n_actions: discrete actions (default and must equal ``rnn.config.n_actions``; None or
             0 for a continuous model).
         env_id: the real env the model was trained on (metadata, e.g. ``"simlab/Dodge-v0"``).
@@ -66,7 +70,8 @@ class DropoutWorldModel(nn.Module):
 
     def __init__(self, vae: ConvVAE, rnn: MDNRNN, start_z: torch.Tensor | np.ndarray,
                  n_actions: int | None = None, env_id: str | None = None,
-                 action_space: spaces.Space | None = None) -> None:
+                 action_space: spaces.Space | None = None,
+                 start_state: tuple[torch.Tensor, torch.Tensor] | None = None) -> None:
         super().__init__()
         if not isinstance(vae, ConvVAE) or not isinstance(rnn, MDNRNN):
             raise ConfigError(f"DropoutWorldModel needs a ConvVAE and an MDNRNN, got "
@@ -86,6 +91,15 @@ class DropoutWorldModel(nn.Module):
             raise ConfigError("start_z has NaN or inf")
         self.vae, self.rnn = vae, rnn
         self.register_buffer("start_z", sz.to(rnn.device).clone())
+        if start_state is None:
+            hc = torch.zeros(2, sz.shape[0], rnn.hidden)
+        else:
+            hc = torch.stack([torch.as_tensor(x, dtype=torch.float32) for x in start_state])
+            if tuple(hc.shape) != (2, sz.shape[0], rnn.hidden) or not torch.isfinite(hc).all():
+                raise ConfigError(f"start_state must be two finite ({sz.shape[0]}, {rnn.hidden}) tensors, "
+                                  f"got {tuple(hc.shape)}")
+        self.register_buffer("start_h", hc[0].to(rnn.device).clone())
+        self.register_buffer("start_c", hc[1].to(rnn.device).clone())
         self.n_actions = n_actions
         self.action_space = space
         self.env_id = env_id
@@ -156,7 +170,8 @@ class DropoutWorldModel(nn.Module):
         path.mkdir(parents=True, exist_ok=True)
         self.vae.save_pretrained(path / "vae")
         self.rnn.save_pretrained(path / "mdnrnn")
-        digest = save_tensors(path / START_Z_NAME, {"start_z": self.start_z}, type(self).__name__)
+        digest = save_tensors(path / START_Z_NAME, {"start_z": self.start_z, "start_h": self.start_h,
+                                                    "start_c": self.start_c}, type(self).__name__)
         doc = {
             "class": type(self).__name__,
             "simlab_version": simlab.__version__,
@@ -185,16 +200,18 @@ class DropoutWorldModel(nn.Module):
         rnn = MDNRNN.from_pretrained(path / "mdnrnn", device=dev)
         digest = doc.get("start_z_sha256")
         tensors = load_tensors(path / START_Z_NAME, digest if isinstance(digest, str) else None, MODEL_JSON)
-        if set(tensors) != {"start_z"}:
-            raise CheckpointError(f"{path / START_Z_NAME}: expected one tensor 'start_z', got {sorted(tensors)}")
+        if set(tensors) not in ({"start_z"}, {"start_z", "start_h", "start_c"}):  # start_z alone: older files
+            raise CheckpointError(f"{path / START_Z_NAME}: expected tensors 'start_z' (and 'start_h', 'start_c'), "
+                                  f"got {sorted(tensors)}")
         for key, want in (("z_dim", rnn.z_dim), ("hidden", rnn.hidden), ("n_actions", rnn.n_actions)):
             if key in doc and doc[key] != want:
                 raise CheckpointError(f"{jpath}: {key} {doc[key]!r} does not match the saved MDN-RNN ({want})")
         try:
             space = doc.get("action_space")  # absent in files saved before continuous actions: discrete
             space = None if space is None else action_space_from_json(space)
+            state = (tensors["start_h"], tensors["start_c"]) if "start_h" in tensors else None
             model = cls(vae, rnn, tensors["start_z"], n_actions=doc.get("n_actions"), env_id=doc.get("env_id"),
-                        action_space=space)
+                        action_space=space, start_state=state)
         except ConfigError as e:
             raise CheckpointError(f"{path}: inconsistent world model ({e})") from None
         return model.to(dev).eval()
