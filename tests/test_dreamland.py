@@ -70,7 +70,7 @@ def test_debug_run_writes_everything(unbroken: Path) -> None:
                 "| fixed: sweep wall to wall |", "hard (OOD dynamics)", "**Hazard recall**", "**Dream fidelity**"):
         assert row in text, row
     m = DropoutWorldModel.from_pretrained(unbroken / "world_models" / "dreamland")
-    assert m.rnn.config.dropout == 0.05 and m.vae.config.fg_weight == 10.0
+    assert m.rnn.config.dropout == 0.05 and m.vae.config.fg_weight == 30.0
     assert DropoutWorldModel.from_pretrained(unbroken / "world_models" / "worldmodels").rnn.config.dropout == 0.0
     assert DropoutWorldModel.from_pretrained(unbroken / "world_models" / "dreamland_p0.1").rnn.config.dropout == 0.1
     keys = {k for r in (json.loads(x) for x in (unbroken / "metrics.jsonl").read_text().splitlines()) for k in r}

@@ -220,6 +220,12 @@ def test_dream_starts_carry_the_real_state_and_reload(tmp_path) -> None:
     torch.testing.assert_close(h0[1], out.state[0][0])
     torch.testing.assert_close(z0[1], torch.as_tensor(zs[0][8]))
     assert float(h0[0].abs().sum()) == 0.0  # step 0: a real episode's start
+    # danger starts: the steps 2, 4, 6 before the end of an episode that ended in a death
+    dones = [np.zeros(20, bool), np.zeros(8, bool)]
+    dones[0][-1] = True
+    zd, _ = dream_starts(m.rnn, zs, acts, every=8, dones=dones, danger=6)
+    np.testing.assert_array_equal(zd[:6].numpy(), zs[0][[0, 8, 13, 15, 16, 17]])
+    assert zd.shape[0] == 6 + 1  # the episode cut without a death adds none
     wm = DropoutWorldModel(m.vae, m.rnn, z0, env_id="simlab/Dodge-v1", start_state=(h0, c0))
     wm.save_pretrained(tmp_path / "wm")
     back = DropoutWorldModel.from_pretrained(tmp_path / "wm")
@@ -236,3 +242,14 @@ def test_dream_starts_carry_the_real_state_and_reload(tmp_path) -> None:
     (tmp_path / "wm" / "world_model.json").write_text(json.dumps(doc))
     old = DropoutWorldModel.from_pretrained(tmp_path / "wm")
     assert float(old.start_h.abs().sum()) == 0.0 and old.start_z.shape == (4, 4)
+
+
+def test_auc_matches_known_values() -> None:
+    from simlab.world_models.dropout.diagnostics import auc
+
+    assert auc(np.array([0.1, 0.2, 0.9, 0.8]), np.array([0, 0, 1, 1])) == 1.0
+    assert auc(np.array([0.9, 0.8, 0.1, 0.2]), np.array([0, 0, 1, 1])) == 0.0
+    assert auc(np.array([0.5, 0.5, 0.5]), np.array([0, 1, 0])) == 0.5
+    # sklearn.metrics.roc_auc_score([0, 1, 0, 1, 1], [0.1, 0.4, 0.35, 0.8, 0.3]) = 0.8333...
+    assert auc(np.array([0.1, 0.4, 0.35, 0.8, 0.3]), np.array([0, 1, 0, 1, 1])) == pytest.approx(5 / 6)
+    assert np.isnan(auc(np.ones(3), np.zeros(3)))

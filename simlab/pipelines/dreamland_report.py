@@ -9,7 +9,7 @@ Everything here reads what the pipeline's stages recorded in the run directory
      "variants" | "fixed_policies" | "upper_bound": {name: {split: {"mean", "std", "ci95", "n"}}},
      "diagnostics": {"hazard_recall": float | null, "hazard_recall_note": str | null,
                      "dream_fidelity": {variant: spearman}, "fidelity_panel": {...},
-                     "multistep": {variant: {...}}},
+                     "multistep": {variant: {...}}, "death_prediction": {variant: {"auc", ...}}},
      "verdict": {...}}
 
 with splits ``train`` (the training levels), ``heldout`` and ``hard`` (the
@@ -75,6 +75,8 @@ def summarize(dl: Any) -> dict[str, Any]:
             diag["fidelity_panel"][v] = rec["fidelity"]
         if "multistep" in rec:
             diag["multistep"][v] = rec["multistep"]
+        if "death_prediction" in rec:
+            diag.setdefault("death_prediction", {})[v] = rec["death_prediction"]
     out = {"env": dl.cfg.env, "preset": dl.cfg.preset, "seconds": round(time.time() - dl.t0, 1),
            "variants": _rows(dl, dl.cfg.variants()), "fixed_policies": fixed,
            "upper_bound": _rows(dl, [UPPER]).get(UPPER), "diagnostics": diag}
@@ -156,6 +158,10 @@ def markdown(dl: Any, s: dict[str, Any]) -> str:
                      f"{len(p['names'])} controllers ({p['episodes']} episodes each; dream episodes as in training, "
                      f"up to {p.get('dream_max_steps', p['max_steps'])} steps; real episodes from the start, up to "
                      f"{p['max_steps']} steps).")
+    for var, dp in d.get("death_prediction", {}).items():
+        lines.append(f"- **Death prediction** of `{var}` fed real held-out latents (teacher forcing): AUC "
+                     f"{dp['auc']:.3f} over {dp['deaths']} deaths in {dp['steps']} steps (mean p_done "
+                     f"{dp['p_at_death']:.3f} at a death, {dp['p_other']:.4f} elsewhere).")
     if d["dream_fidelity"]:
         lines += ["", "![dream fidelity](plots/dream_fidelity.png)"]
     if d["multistep"]:
@@ -322,6 +328,17 @@ def real_vs_dream_video(dl: Any) -> None:
     write_mp4(dl.path / "videos" / "real_vs_dream.mp4", side_by_side(real, dream), fps=15)
 
 
+def _no_nan(x: Any) -> Any:
+    """NaN (an undefined figure, e.g. a rank correlation of constant returns) -> null: strict JSON."""
+    if isinstance(x, float) and x != x:
+        return None
+    if isinstance(x, dict):
+        return {k: _no_nan(v) for k, v in x.items()}
+    if isinstance(x, list):
+        return [_no_nan(v) for v in x]
+    return x
+
+
 def write_report(dl: Any) -> dict[str, Any]:
     """Write report.md, report.json, the plots and the real | dream video; returns report.json's dict."""
     (dl.path / "plots").mkdir(parents=True, exist_ok=True)
@@ -335,7 +352,7 @@ def write_report(dl: Any) -> dict[str, Any]:
     s["seconds"] = round(time.time() - dl.t0, 1)
     with atomic_path(dl.path / "report.md") as tmp:
         tmp.write_text(markdown(dl, s))
-    write_json_atomic(dl.path / "report.json", json.loads(json.dumps(s, default=float)))
+    write_json_atomic(dl.path / "report.json", _no_nan(json.loads(json.dumps(s, default=float))))
     return s
 
 

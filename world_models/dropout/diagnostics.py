@@ -121,4 +121,40 @@ def multistep_errors(model: Any, frames: np.ndarray, actions: np.ndarray, horizo
     return res
 
 
-__all__ = ["background_colour", "hazard_recall", "mixture_mean", "multistep_errors"]
+def auc(scores: np.ndarray, labels: np.ndarray) -> float:
+    """Area under the ROC curve of ``scores`` for boolean ``labels`` (the Mann-Whitney statistic,
+    ties counted half); nan without both classes."""
+    from simlab.policies.panel import rankdata
+
+    y = np.asarray(labels, bool)
+    npos, nneg = int(y.sum()), int((~y).sum())
+    if npos == 0 or nneg == 0:
+        return float("nan")
+    r = rankdata(np.asarray(scores, np.float64))
+    return float((r[y].sum() - npos * (npos + 1) / 2) / (npos * nneg))
+
+
+@torch.no_grad()
+def death_prediction(model: Any, episodes: list[dict[str, np.ndarray]], device: str | torch.device = "cpu"
+                     ) -> dict[str, float]:
+    """How well the done head predicts real deaths when fed the REAL latents (teacher forcing).
+
+    ``episodes``: dicts with ``observations`` ``(T + 1, 64, 64, 3)`` uint8, ``actions`` ``(T,)`` and
+    ``terminations`` ``(T,)``. Returns ``{"auc", "deaths", "steps", "p_at_death", "p_other"}``:
+    a high AUC with dreams that rarely kill says the dream's own rollouts, not the done head, lose
+    the danger.
+    """
+    ps, ys = [], []
+    for ep in episodes:
+        z = model.vae.encode(torch.as_tensor(ep["observations"][:-1], device=device))[0]
+        a = torch.as_tensor(np.asarray(ep["actions"]), device=device)
+        out = model.rnn(z[None], (a if model.rnn.continuous else a.long())[None])
+        ps.append(torch.sigmoid(out.done_logit[0]).cpu().numpy())
+        ys.append(np.asarray(ep["terminations"], bool))
+    p, y = np.concatenate(ps), np.concatenate(ys)
+    return {"auc": auc(p, y), "deaths": int(y.sum()), "steps": int(len(y)),
+            "p_at_death": float(p[y].mean()) if y.any() else float("nan"),
+            "p_other": float(p[~y].mean()) if (~y).any() else float("nan")}
+
+
+__all__ = ["auc", "background_colour", "death_prediction", "hazard_recall", "mixture_mean", "multistep_errors"]
