@@ -443,6 +443,62 @@ def shard_record(root: str | os.PathLike[str], j: int, start: int, stop: int,
     return info
 
 
+def collect_shards(root: str | os.PathLike[str], cfg: Any, shard: tuple[int, int], resume: bool,
+                   record: dict[str, Any], attrs: dict[str, Any], rollout: Any, compress: set[str],
+                   extra: Any, finalize: Any, desc: str, unit: str, progress: bool = True) -> CollectResult:
+    """The loop every sharded collector shares: write shards ``j`` with ``j % n == i`` for
+    ``shard=(i, n)``, skipping finished ones, then the manifest once every shard exists.
+
+    Args:
+        root: the dataset directory; claimed first with ``record`` (what must match to resume).
+        cfg: the collector's config, with ``num_shards()`` and ``shard_range(j) -> (start, stop)``.
+        resume: skip finished shards (implied for ``n > 1`` workers sharing ``root``).
+        attrs: root attributes of every shard (plus ``shard``, ``start``, ``stop``).
+        rollout: ``rollout(j, tick) -> arrays`` of shard ``j`` (a pure function of ``(cfg, j)``);
+            it may call ``tick(k)`` to advance the progress bar by ``k`` items as it goes.
+        compress, extra: passed to :func:`write_h5_shard` / :func:`shard_record`.
+        finalize: ``finalize() -> bool`` writes the manifest when the dataset is complete.
+        desc, unit: the progress bar's label and item name.
+    """
+    import time
+
+    from tqdm import tqdm
+
+    root = Path(root)
+    i, n = shard
+    if n < 1 or not 0 <= i < n:
+        raise ConfigError(f"shard {i}/{n}: need 0 <= i < n and n >= 1")
+    claim_dataset_dir(root, record, resume or n > 1)
+    todo = [j for j in range(cfg.num_shards()) if j % n == i]
+    res = CollectResult(out=str(root))
+    t0 = time.perf_counter()
+    total = sum(cfg.shard_range(j)[1] - cfg.shard_range(j)[0] for j in todo)
+    ticked = [0]  # items the current shard's rollout has already shown on the bar
+    with tqdm(total=total, desc=desc, unit=unit, disable=not progress, leave=False, dynamic_ncols=True) as bar:
+
+        def tick(k: int = 1) -> None:
+            ticked[0] += k
+            bar.update(k)
+
+        for j in todo:
+            start, stop = cfg.shard_range(j)
+            path = root / shard_name(j)
+            ticked[0] = 0
+            if not path.exists():
+                arrays = rollout(j, tick)
+                write_h5_shard(path, arrays, {**attrs, "shard": j, "start": start, "stop": stop},
+                               compress=compress)
+                res.written.append(j)
+                res.items_written += stop - start
+            else:
+                res.skipped.append(j)
+            shard_record(root, j, start, stop, extra=extra)
+            bar.update(max(0, stop - start - ticked[0]))
+    res.seconds = time.perf_counter() - t0
+    res.complete = finalize()
+    return res
+
+
 def finalize_manifest(root: str | os.PathLike[str], num_shards: int, shard_range: Any,
                       fields: dict[str, Any], extra: Any = None) -> bool:
     """Write ``manifest.json`` once every shard exists; returns whether the dataset is complete.

@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from simlab.cli import main
-from simlab.pipelines.dreamland import Dreamland, DreamlandConfig, dreamland_config, train_dreamland
 from simlab.errors import ConfigError
+from simlab.pipelines.dreamland import Dreamland, DreamlandConfig, dreamland_config, train_dreamland
 
 
 @pytest.fixture(autouse=True)

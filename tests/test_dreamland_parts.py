@@ -166,7 +166,7 @@ def test_real_feature_env_matches_the_agent_that_plays_the_real_game() -> None:
         agent.controller.t = ctrl.t - 1
         assert np.array_equal(agent.act(frames), a)
         x, r, term, trunc, _ = env.step(a)
-        frames, r2, t2, tr2, _ = ref.step(a)
+        frames, r2, _, _, _ = ref.step(a)
         np.testing.assert_array_equal(r, r2)
         if (term | trunc).any():
             agent.reset(term | trunc)

@@ -12,7 +12,6 @@ import pytest
 from gymnasium import spaces
 
 import simlab  # noqa: F401  (registers the envs)
-import simlab.envs.procgen.dataset as dsmod
 from simlab.envs.procgen.dataset import (
     KIND,
     ProcgenCollectConfig,
@@ -144,7 +143,9 @@ def test_sharding_is_byte_identical(unbroken: Path, tmp_path: Path) -> None:
 
 def test_resume_after_kill_equals_unbroken(unbroken: Path, tmp_path: Path, monkeypatch) -> None:
     out = tmp_path / "c"
-    real = dsmod.write_h5_shard
+    import simlab.data as datamod  # the shared shard loop (collect_shards) writes the shards
+
+    real = datamod.write_h5_shard
     calls = {"n": 0}
 
     def dying(path, *a, **k):
@@ -153,10 +154,10 @@ def test_resume_after_kill_equals_unbroken(unbroken: Path, tmp_path: Path, monke
             raise KeyboardInterrupt
         return real(path, *a, **k)
 
-    monkeypatch.setattr(dsmod, "write_h5_shard", dying)
+    monkeypatch.setattr(datamod, "write_h5_shard", dying)
     with pytest.raises(KeyboardInterrupt):
         collect_procgen(CFG, out, progress=False)
-    monkeypatch.setattr(dsmod, "write_h5_shard", real)
+    monkeypatch.setattr(datamod, "write_h5_shard", real)
     assert not (out / "manifest.json").exists()
     assert not list(out.rglob(".*tmp*")), "no half-written file may remain"
     with pytest.raises(ConfigError, match="resume"):

@@ -38,7 +38,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import time
 import warnings
 from collections import deque
 from collections.abc import Callable, Iterator
@@ -55,14 +54,13 @@ from simlab.data import (
     TRANSITION_KEYS,
     CollectResult,
     ShardedTransitions,
-    claim_dataset_dir,
+    collect_shards,
     finalize_manifest,
     open_h5,
     read_h5_array,
     sha256_file,
     shard_name,
     shard_record,
-    write_h5_shard,
 )
 from simlab.envs.procgen.base import (
     ACTION_DX,
@@ -344,36 +342,12 @@ def collect_procgen(cfg: ProcgenCollectConfig, out: str | Path, shard: tuple[int
     ``n > 1`` workers sharing ``out``) finished shards are skipped, so a killed
     collection resumed is byte-identical to an unbroken one.
     """
-    from tqdm import tqdm
-
     root = Path(out)
-    i, n = shard
-    if n < 1 or not 0 <= i < n:
-        raise ConfigError(f"shard {i}/{n}: need 0 <= i < n and n >= 1")
-    claim_dataset_dir(root, _collect_record(cfg), resume or n > 1)
-    todo = [j for j in range(cfg.num_shards()) if j % n == i]
-    res = CollectResult(out=str(root))
-    t0 = time.perf_counter()
-    attrs = {"format_version": FORMAT_VERSION, "kind": KIND, "config": asdict(cfg)}
-    total = sum(cfg.shard_range(j)[1] - cfg.shard_range(j)[0] for j in todo)
-    with tqdm(total=total, desc=f"collect {cfg.game} {cfg.levels} ({cfg.policy})", unit="step",
-              disable=not progress, leave=False, dynamic_ncols=True) as bar:
-        for j in todo:
-            start, stop = cfg.shard_range(j)
-            path = root / shard_name(j)
-            if not path.exists():
-                arrays = rollout_shard(cfg, j)
-                write_h5_shard(path, arrays, {**attrs, "shard": j, "start": start, "stop": stop},
-                               compress={"obs", "final_obs"})
-                res.written.append(j)
-                res.items_written += stop - start
-            else:
-                res.skipped.append(j)
-            shard_record(root, j, start, stop, extra=_episodes_in)
-            bar.update(stop - start)
-    res.seconds = time.perf_counter() - t0
-    res.complete = finalize(root, cfg)
-    return res
+    return collect_shards(root, cfg, shard, resume, _collect_record(cfg),
+                          {"format_version": FORMAT_VERSION, "kind": KIND, "config": asdict(cfg)},
+                          lambda j, tick: rollout_shard(cfg, j), {"obs", "final_obs"}, _episodes_in,
+                          lambda: finalize(root, cfg), f"collect {cfg.game} {cfg.levels} ({cfg.policy})", "step",
+                          progress)
 
 
 def finalize(root: str | Path, cfg: ProcgenCollectConfig) -> bool:

@@ -33,7 +33,6 @@ Arrays of a shard (``n`` steps, ``m`` demos; each demo's steps contiguous):
 from __future__ import annotations
 
 import json
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -45,14 +44,13 @@ from simlab.data import (
     FORMAT_VERSION,
     CollectResult,
     check_shards,
-    claim_dataset_dir,
+    collect_shards,
     finalize_manifest,
     open_h5,
     read_h5_array,
     read_manifest,
     shard_name,
     shard_record,
-    write_h5_shard,
 )
 from simlab.envs.toygrasp.env import BACKENDS
 from simlab.envs.toygrasp.splits import SPLIT_NAMES, TRAIN_TOYS, split_objects
@@ -165,36 +163,12 @@ def collect_toygrasp(cfg: GraspCollectConfig, out: str | Path, shard: tuple[int,
     ``manifest.json`` once every shard exists. With ``resume`` (implied for
     ``n > 1``) finished shards are skipped.
     """
-    from tqdm import tqdm
-
     root = Path(out)
-    i, n = shard
-    if n < 1 or not 0 <= i < n:
-        raise ConfigError(f"shard {i}/{n}: need 0 <= i < n and n >= 1")
-    claim_dataset_dir(root, {"config": asdict(cfg)}, resume or n > 1)
-    todo = [j for j in range(cfg.num_shards()) if j % n == i]
-    res = CollectResult(out=str(root))
-    t0 = time.perf_counter()
-    attrs = {"format_version": FORMAT_VERSION, "kind": KIND, "config": asdict(cfg)}
-    total = sum(cfg.shard_range(j)[1] - cfg.shard_range(j)[0] for j in todo)
-    with tqdm(total=total, desc=f"collect toygrasp {cfg.split} ({cfg.backend})", unit="demo",
-              disable=not progress, leave=False, dynamic_ncols=True) as bar:
-        for j in todo:
-            start, stop = cfg.shard_range(j)
-            path = root / shard_name(j)
-            if not path.exists():
-                arrays = rollout_shard(cfg, j, on_demo=lambda: bar.update(1))
-                write_h5_shard(path, arrays, {**attrs, "shard": j, "start": start, "stop": stop},
-                               compress={"rgb", "mask"})
-                res.written.append(j)
-                res.items_written += stop - start
-            else:
-                res.skipped.append(j)
-                bar.update(stop - start)
-            shard_record(root, j, start, stop, extra=_demos_in)
-    res.seconds = time.perf_counter() - t0
-    res.complete = finalize(root, cfg)
-    return res
+    return collect_shards(root, cfg, shard, resume, {"config": asdict(cfg)},
+                          {"format_version": FORMAT_VERSION, "kind": KIND, "config": asdict(cfg)},
+                          lambda j, tick: rollout_shard(cfg, j, on_demo=lambda: tick(1)), {"rgb", "mask"},
+                          _demos_in, lambda: finalize(root, cfg),
+                          f"collect toygrasp {cfg.split} ({cfg.backend})", "demo", progress)
 
 
 def finalize(root: str | Path, cfg: GraspCollectConfig) -> bool:

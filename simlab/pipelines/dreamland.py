@@ -571,7 +571,6 @@ class Dreamland:
         return zs, acts, rews, dones
 
     def train_rnn(self, variant: str) -> dict[str, Any]:
-        import torch
 
         from simlab.world_models.dropout.mdnrnn import RNNTrainConfig, train_mdnrnn
         from simlab.world_models.dropout.model import DropoutWorldModel

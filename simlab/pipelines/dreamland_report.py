@@ -20,6 +20,7 @@ sqrt(n)`` over every real episode of every seed (pooled).
 from __future__ import annotations
 
 import json
+import math
 import time
 from typing import Any
 
@@ -36,7 +37,7 @@ def stats(returns: list[float] | np.ndarray) -> dict[str, float]:
     """``{"mean", "std", "ci95", "n"}`` of pooled real returns (sample std; 0 for one episode)."""
     x = np.asarray(returns, np.float64)
     sd = float(x.std(ddof=1)) if len(x) > 1 else 0.0
-    return {"mean": float(x.mean()), "std": sd, "ci95": 1.96 * sd / float(np.sqrt(len(x))), "n": int(len(x))}
+    return {"mean": float(x.mean()), "std": sd, "ci95": 1.96 * sd / float(np.sqrt(len(x))), "n": len(x)}
 
 
 def _rows(dl: Any, names: list[str]) -> dict[str, dict[str, dict[str, float]]]:
@@ -165,10 +166,10 @@ def markdown(dl: Any, s: dict[str, Any]) -> str:
     if d["dream_fidelity"]:
         lines += ["", "![dream fidelity](plots/dream_fidelity.png)"]
     if d["multistep"]:
-        lines += ["", "Multi-step prediction error on held-out real sequences (open loop after "
-                  f"{cfg.burn_in} real steps; mean squared error; frames in [0, 1]):", "",
-                  "| variant | horizon | latent | latent, repeat last | frame | frame, repeat last | "
-                  "frame, VAE floor |", "|---|---:|---:|---:|---:|---:|---:|"]
+        lines += ["", (f"Multi-step prediction error on held-out real sequences (open loop after {cfg.burn_in} "
+                       "real steps; mean squared error; frames in [0, 1]):"), "",
+                  ("| variant | horizon | latent | latent, repeat last | frame | frame, repeat last | "
+                   "frame, VAE floor |"), "|---|---:|---:|---:|---:|---:|---:|"]
         for var, m in d["multistep"].items():
             for i, h in enumerate(m["horizon"]):
                 lines.append(f"| {var} | {h} | {m['latent_mse'][i]:.3f} | {m['latent_mse_repeat'][i]:.3f} | "
@@ -330,7 +331,7 @@ def real_vs_dream_video(dl: Any) -> None:
 
 def _no_nan(x: Any) -> Any:
     """NaN (an undefined figure, e.g. a rank correlation of constant returns) -> null: strict JSON."""
-    if isinstance(x, float) and x != x:
+    if isinstance(x, float) and math.isnan(x):
         return None
     if isinstance(x, dict):
         return {k: _no_nan(v) for k, v in x.items()}
