@@ -253,3 +253,26 @@ def test_auc_matches_known_values() -> None:
     # sklearn.metrics.roc_auc_score([0, 1, 0, 1, 1], [0.1, 0.4, 0.35, 0.8, 0.3]) = 0.8333...
     assert auc(np.array([0.1, 0.4, 0.35, 0.8, 0.3]), np.array([0, 1, 0, 1, 1])) == pytest.approx(5 / 6)
     assert np.isnan(auc(np.ones(3), np.zeros(3)))
+
+
+def test_open_loop_forward_feeds_the_models_own_mean() -> None:
+    """``feedback_from=k``: steps >= k consume the previous step's predicted mean latent, exactly
+    as a deterministic dream would; steps < k are teacher-forced (same outputs as plain forward)."""
+    from simlab.world_models.dropout.diagnostics import mixture_mean
+
+    m = _tiny_world_model().rnn
+    rng = np.random.default_rng(0)
+    z = torch.as_tensor(rng.normal(size=(3, 10, 4)).astype(np.float32))
+    a = torch.as_tensor(rng.integers(0, 15, (3, 10)))
+    with torch.no_grad():
+        tf = m(z, a)
+        ol = m(z, a, feedback_from=6)
+        torch.testing.assert_close(ol.mu[:, :6], tf.mu[:, :6])
+        state, zin, mus = None, None, []
+        for t in range(10):
+            out = m.step(z[:, t] if t < 6 else zin, a[:, t], state)
+            state = out.state
+            zin = mixture_mean(out.logpi, out.mu)
+            mus.append(out.mu)
+    torch.testing.assert_close(ol.mu, torch.stack(mus, 1))
+    assert not torch.allclose(ol.mu[:, 7:], tf.mu[:, 7:])

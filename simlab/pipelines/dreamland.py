@@ -117,6 +117,9 @@ class DreamlandConfig:
     """MDN-RNN windows per gradient step."""
     done_pos_weight: float = 1.0
     """BCE weight of done steps in the MDN-RNN's done head (1: calibrated probabilities)."""
+    rnn_open_loop: float = 0.0
+    """Fraction of MDN-RNN training steps run open loop on its own predicted latents after a real
+    burn-in (scheduled sampling; 0: teacher forcing, World Models)."""
     done_weight: float = 20.0
     """Weight of the done head's BCE in the MDN-RNN loss (it does not bias the probabilities, it only
     makes the LSTM spend more of its state on predicting deaths, which are rare in the data)."""
@@ -270,6 +273,8 @@ class DreamlandConfig:
             check_split_name(self.hard_split)
         if self.vae_lr <= 0:
             raise ConfigError(f"vae_lr must be > 0, got {self.vae_lr}")
+        if not 0.0 <= self.rnn_open_loop <= 1.0:
+            raise ConfigError(f"rnn_open_loop must be in [0, 1], got {self.rnn_open_loop}")
         if not 0 < self.done_weight < float("inf"):
             raise ConfigError(f"done_weight must be a finite number > 0, got {self.done_weight}")
         if self.done_pos_weight <= 0:
@@ -583,7 +588,7 @@ class Dreamland:
                               hidden=self.cfg.hidden,
                               mixtures=self.cfg.mixtures, epochs=self.cfg.rnn_epochs, seq_len=self.cfg.seq_len,
                               batch_size=self.cfg.rnn_batch_size, done_pos_weight=self.cfg.done_pos_weight,
-                              done_weight=self.cfg.done_weight,
+                              done_weight=self.cfg.done_weight, open_loop=self.cfg.rnn_open_loop,
                               dropout=self.cfg.variant_specs()[variant]["dropout"])
         rnn = train_mdnrnn(zs, acts, rews, dones, rcfg, device=self.device, progress=self.progress,
                            seed=self.cfg.seed, log=self._log(f"rnn_{variant}"))
@@ -738,7 +743,7 @@ class Dreamland:
         idx = np.arange(min(len(ds), 2048))
         try:
             d = ds.get(idx, ("obs", "hazard_boxes"))
-        except DatasetError:
+        except (DatasetError, KeyError):  # procgen readers say DatasetError, the gym reader KeyError
             return {"hazard_recall": None, "hazard_recall_note": "unavailable: the data records no sprite boxes "
                     "(a game without projectiles, or a dataset from before they were recorded)"}
         vae = ConvVAE.from_pretrained(self.path / "checkpoints" / "vae", device=self.device)

@@ -152,7 +152,7 @@ def death_prediction(model: Any, episodes: list[dict[str, np.ndarray]], device: 
         ps.append(torch.sigmoid(out.done_logit[0]).cpu().numpy())
         ys.append(np.asarray(ep["terminations"], bool))
     p, y = np.concatenate(ps), np.concatenate(ys)
-    return {"auc": auc(p, y), "deaths": int(y.sum()), "steps": int(len(y)),
+    return {"auc": auc(p, y), "deaths": int(y.sum()), "steps": len(y),
             "p_at_death": float(p[y].mean()) if y.any() else float("nan"),
             "p_other": float(p[~y].mean()) if (~y).any() else float("nan")}
 

@@ -356,20 +356,29 @@ class MDNRNN(PretrainedMixin, nn.Module):
         return StepOut(*self.heads(h), state=(h, c))
 
     def forward(self, z_seq: torch.Tensor, a_seq: torch.Tensor, masks: Masks | None = None,
-                state: tuple[torch.Tensor, torch.Tensor] | None = None) -> StepOut:
+                state: tuple[torch.Tensor, torch.Tensor] | None = None,
+                feedback_from: int | None = None) -> StepOut:
         """A sequence: ``z_seq`` ``(B, T, z_dim)``, ``a_seq`` ``(B, T)`` long (continuous: ``(B, T,
         action_dim)`` float) -> :class:`StepOut` with a T axis.
 
         The same ``masks`` (one per sequence) apply at every step; ``state`` defaults to zeros.
+        ``feedback_from=k``: from step ``k`` on, the input latent is the model's own predicted mean
+        of the previous step (detached) instead of ``z_seq`` (open loop, as in a dream).
         """
         b, t = z_seq.shape[:2]
         self._check_z(z_seq, (b, t))
         a_seq = self.check_actions(a_seq, (b, t)).to(z_seq.device)
         h, c = self.initial_state(b, z_seq.device) if state is None else state
         hs = []
+        z_in = z_seq[:, 0]
         for i in range(t):
-            h, c = self.cell_step(z_seq[:, i], a_seq[:, i], (h, c), masks)
+            if feedback_from is None or i < feedback_from or i == 0:
+                z_in = z_seq[:, i]
+            h, c = self.cell_step(z_in, a_seq[:, i], (h, c), masks)
             hs.append(h)
+            if feedback_from is not None and i + 1 >= feedback_from:
+                logpi, mu = self.heads(h)[:2]
+                z_in = (logpi.exp() * mu).sum(dim=-2).detach()  # the mixture's mean next latent
         hseq = torch.stack(hs, dim=1) if hs else z_seq.new_zeros(b, 0, self.hidden)
         return StepOut(*self.heads(hseq), state=(h, c))
 
@@ -408,6 +417,11 @@ class RNNTrainConfig:
     """Weight of the done BCE in the total loss."""
     done_pos_weight: float = 1.0
     """BCE weight of positive (done) steps, for rare episode ends."""
+    open_loop: float = 0.0
+    """Fraction of gradient steps trained open loop: after a random number of real steps (4 to
+    ``seq_len - 1``) the RNN feeds on its own predicted mean latents, still scored against the real
+    future (scheduled sampling). Teacher forcing alone (0) trains a model whose own rollouts, the
+    dreams, drift off the data."""
     max_steps: int | None = None
     """Stop after this many gradient steps (None: run every epoch)."""
     log_every: int = 0
@@ -429,6 +443,8 @@ class RNNTrainConfig:
             if getattr(self, name) < 1:
                 raise ConfigError(f"RNNTrainConfig.{name} must be >= 1, got {getattr(self, name)!r}")
         self.dropout = check_rate(self.dropout, "RNNTrainConfig.dropout")
+        if not 0.0 <= float(self.open_loop) <= 1.0:
+            raise ConfigError(f"RNNTrainConfig.open_loop must be in [0, 1], got {self.open_loop!r}")
         if self.seq_len is not None and self.seq_len < 1:
             raise ConfigError(f"RNNTrainConfig.seq_len must be >= 1 or None, got {self.seq_len!r}")
         if not self.lr > 0:
@@ -653,8 +669,11 @@ def train_mdnrnn(z: Any, actions: Any, rewards: Any, dones: Any, cfg: RNNTrainCo
                 vf = valid.float()
                 zi = tz_in[idx] * vf[..., None]
                 va = valid if t_a.ndim == 1 else valid[..., None]
+                fb = None
+                if cfg.open_loop > 0 and tmax > 5 and rng.random() < cfg.open_loop:
+                    fb = int(rng.integers(4, tmax))
                 out = model(zi, torch.where(va, t_a[idx], 0),
-                            masks=model.sample_masks(b, cfg.dropout, generator=gen, device=dev))
+                            masks=model.sample_masks(b, cfg.dropout, generator=gen, device=dev), feedback_from=fb)
                 mdn = mdn_loss(out.logpi, out.mu, out.logsigma, tz_next[idx], mask=valid & t_has[idx])
                 denom = vf.sum()
                 r_loss = ((out.reward - t_r[idx]).pow(2) * vf).sum() / denom if cfg.reward_head \
