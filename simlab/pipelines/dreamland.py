@@ -435,9 +435,6 @@ class Dreamland:
         self.device = resolve_device(cfg.device)
         if cfg.torch_threads:
             torch.set_num_threads(cfg.torch_threads)
-        # Same seed, same machine, same thread count -> the same report (tested): torch's CPU
-        # kernels are deterministic for a fixed thread count; this makes any that are not raise.
-        torch.use_deterministic_algorithms(True, warn_only=True)
         self.run = RunDir.create(out, cfg, resume=resume)
         self.path = self.run.path
         self.t0 = time.time()
@@ -827,6 +824,19 @@ class Dreamland:
 
     # -- everything ------------------------------------------------------------------------------
     def run_all(self) -> dict[str, Any]:
+        """Every stage in order (finished ones skipped), then the report."""
+        import torch
+
+        # Same seed, same machine, same thread count -> the same report (tested): torch's CPU kernels
+        # are deterministic for a fixed thread count; this flags any that are not. Restored after.
+        before = torch.are_deterministic_algorithms_enabled()
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        try:
+            return self._run_all()
+        finally:
+            torch.use_deterministic_algorithms(before)
+
+    def _run_all(self) -> dict[str, Any]:
         from simlab.pipelines.dreamland_report import write_report
 
         cfg = self.cfg
