@@ -438,6 +438,8 @@ class Dreamland:
         self.run = RunDir.create(out, cfg, resume=resume)
         self.path = self.run.path
         self.t0 = time.time()
+        self._models: dict[str, Any] = {}
+        """Loaded world models by variant (see :meth:`world_model`)."""
 
     # -- helpers ---------------------------------------------------------------------------------
     def _stage(self, name: str, fn: Any) -> Any:
@@ -456,10 +458,14 @@ class Dreamland:
         return log
 
     def world_model(self, variant: str):
-        """The saved world model of a variant."""
+        """The saved world model of a variant, read from disk once per run (dreams, agents and
+        diagnostics only read it: dreams pass their dropout masks explicitly)."""
         from simlab.world_models.dropout.model import DropoutWorldModel
 
-        return DropoutWorldModel.from_pretrained(self.path / "world_models" / variant, device=self.device)
+        if variant not in self._models:
+            self._models[variant] = DropoutWorldModel.from_pretrained(self.path / "world_models" / variant,
+                                                                      device=self.device)
+        return self._models[variant]
 
     def splits(self) -> dict[str, str]:
         """``{report key: evaluator split}`` of the test columns: train, heldout (and hard)."""
@@ -595,6 +601,7 @@ class Dreamland:
                                             dones=dones, danger=self.cfg.danger_starts if burn else 0)
         DropoutWorldModel(vae, rnn, start_z, env_id=self.cfg.env, action_space=self.actions if cont else None,
                           start_state=start_state).save_pretrained(self.path / "world_models" / variant)
+        self._models.pop(variant, None)  # a retrained variant is read afresh
         return {"dropout": rcfg.dropout, "start_states": int(start_z.shape[0])}
 
     def _dream_kwargs(self, variant: str) -> dict[str, Any]:

@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from simlab.data import atomic_path, write_json_atomic
+from simlab.pipelines.dreamland import SPLIT_KEYS, UPPER
 
 SPLIT_TITLES = {"train": "training levels", "heldout": "held-out levels", "hard": "hard (OOD dynamics)"}
 VARIANT_TITLES = {"dreamland": "Dream Land", "worldmodels": "World Models (baseline)",
@@ -57,8 +58,6 @@ def _rows(dl: Any, names: list[str]) -> dict[str, dict[str, dict[str, float]]]:
 
 def summarize(dl: Any) -> dict[str, Any]:
     """The figures of report.json (see the module docstring)."""
-    from simlab.pipelines.dreamland import UPPER
-
     fixed_rec = dl.run.stage_done("fixed") or {}
     fixed = {name: {s: stats(r) for s, r in splits.items()}
              for name, splits in fixed_rec.get("returns", {}).items()}
@@ -112,7 +111,7 @@ def _cell(r: dict[str, float] | None) -> str:
 def markdown(dl: Any, s: dict[str, Any]) -> str:
     """report.md."""
     cfg = dl.cfg
-    cols = [k for k in ("train", "heldout", "hard") if k in dl.splits()]
+    cols = [k for k in SPLIT_KEYS if k in dl.splits()]
     split_names = dl.splits()
     head = "| policy | " + " | ".join(f"{SPLIT_TITLES[c]} (`{split_names[c]}`)" for c in cols) + " |"
     lines = [
@@ -221,7 +220,7 @@ def plot_learning(dl: Any, s: dict[str, Any]) -> None:
     rows = {**{f"{v}": r for v, r in s["variants"].items()},
             **({"upper bound": s["upper_bound"]} if s["upper_bound"] else {}),
             **{f"fixed: {f}": r for f, r in s["fixed_policies"].items()}}
-    cols = [c for c in ("train", "heldout", "hard") if any(c in r for r in rows.values())]
+    cols = [c for c in SPLIT_KEYS if any(c in r for r in rows.values())]
     width = 0.8 / max(1, len(rows))
     for i, (name, r) in enumerate(rows.items()):
         m = [r.get(c, {}).get("mean", np.nan) for c in cols]

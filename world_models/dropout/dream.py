@@ -28,8 +28,9 @@ Observation Space:
 Rewards:
     The reward head's prediction for the step (0 without a reward head).
 Starting State:
-    ``z`` = one of the model's ``start_z`` (encoded real first frames), drawn
-    uniformly; LSTM state zeros.
+    ``z`` = one of the model's ``start_z`` rows, drawn uniformly, with its LSTM state
+    (``start_h``, ``start_c``): zeros for real first frames (World Models), or the state
+    burned in on the real frames before it for a mid-episode start.
 Episode End:
     Terminated with the done head's probability p_done (``done_mode="sample"``, the
     default: rare deaths stay rare but happen), or when p_done > 0.5
