@@ -17,21 +17,33 @@ def check_discrete_actions(actions: Any, n: int, n_actions: int) -> np.ndarray:
     A scalar is accepted for ``n == 1``; integral floats are accepted (NaN, inf and
     fractions are not).
     """
-    a = np.asarray(actions)
+    a = _as_array(actions)
     if a.shape == () and n == 1:
         a = a.reshape(1)
     if a.shape != (n,):
         raise ActionError(f"expected {n} actions of shape ({n},), got shape {a.shape}")
     if a.dtype.kind == "f":
         if not np.isfinite(a).all() or (a != np.round(a)).any():
-            raise ActionError(f"actions must be integers in [0, {n_actions}), got {a}")
+            raise ActionError(f"actions must be integers in [0, {n_actions}), got {_one_line(a)}")
     elif a.dtype.kind not in "iu":
         raise ActionError(f"actions must be integers in [0, {n_actions}), got dtype {a.dtype}")
-    a = a.astype(np.int64)
-    bad = (a < 0) | (a >= n_actions)
+    bad = (a < 0) | (a >= n_actions)  # range first: casting huge floats/uint64 to int64 would wrap
     if bad.any():
         raise ActionError(f"action {a[bad][0]} outside [0, {n_actions})")
-    return a
+    return a.astype(np.int64)
+
+
+def _as_array(actions: Any) -> np.ndarray:
+    """``np.asarray(actions)``; ActionError (one line) for ragged or otherwise unconvertible input."""
+    try:
+        return np.asarray(actions)
+    except (TypeError, ValueError, OverflowError):
+        raise ActionError(f"actions must be a number or an array of numbers, got {type(actions).__name__}") from None
+
+
+def _one_line(a: np.ndarray, limit: int = 80) -> str:
+    text = " ".join(np.array2string(np.asarray(a), threshold=8).split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 # ---- continuous (Box) action spaces ----------------------------------------------------------------
@@ -60,7 +72,7 @@ def check_box_actions(actions: Any, n: int, low: np.ndarray, high: np.ndarray) -
     A single action ``(d,)`` is accepted for ``n == 1``.
     """
     d = int(np.shape(low)[0])
-    a = np.asarray(actions)
+    a = _as_array(actions)
     if a.shape == (d,) and n == 1:
         a = a.reshape(1, d)
     if a.shape != (n, d):

@@ -7,6 +7,8 @@ prints its message on one line and exits with code 2, without a traceback.
 
 from __future__ import annotations
 
+from gymnasium.error import ResetNeeded
+
 
 class SimlabError(Exception):
     """Base class of errors caused by user input; the CLI maps it to exit code 2."""
@@ -33,3 +35,15 @@ class EnvIdError(SimlabError, KeyError):
 
     def __str__(self) -> str:  # KeyError would quote the message
         return str(self.args[0]) if self.args else ""
+
+
+class ResetNeededError(SimlabError, ResetNeeded):
+    """An env was stepped (or rendered) before its first ``reset()``.
+
+    Also a ``gymnasium.error.ResetNeeded``, so code written for gymnasium's
+    own order check catches it too.
+    """
+
+
+class DivergedError(SimlabError):
+    """Training produced a NaN or infinite loss (or weights); it stopped before saving them."""

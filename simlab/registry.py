@@ -46,6 +46,26 @@ ENV_SPECS: tuple[EnvSpec, ...] = (
 )
 
 
+class RenderModes(list):
+    """``metadata["render_modes"]`` of simlab envs: a plain list of mode names, except that a
+    value that is not a string counts as contained.
+
+    Why: ``gymnasium.make(id, render_mode=5)`` calls ``render_mode.endswith(...)`` on any mode
+    missing from this list before the env is constructed, and crashes with an AttributeError.
+    With this list a non-string mode reaches the env's constructor, which rejects it with a
+    one-line :class:`~simlab.errors.ConfigError`. String modes behave exactly as with a list
+    (``"human"`` and ``"rgb_array_list"`` still get gymnasium's rendering wrappers).
+    """
+
+    def __contains__(self, mode: object) -> bool:
+        return not isinstance(mode, str) or list.__contains__(self, mode)
+
+
+_GYMNASIUM_ORDER_CHECK = frozenset({"simlab/ToyGrasp-v0", "simlab/ToyGraspMJ-v0"})
+"""Envs that do not validate their own use (reset before step, reset arguments): gymnasium.make wraps
+them in OrderEnforcing and PassiveEnvChecker as usual."""
+
+
 def register_envs() -> None:
     """Register every env in :data:`ENV_SPECS` with gymnasium (idempotent)."""
     import gymnasium
@@ -53,8 +73,19 @@ def register_envs() -> None:
     for spec in ENV_SPECS:
         if spec.id in gymnasium.registry:
             continue
+        # Envs that validate themselves (all but ToyGrasp) are registered without gymnasium's
+        # OrderEnforcing and PassiveEnvChecker wrappers:
+        # - they enforce reset-before-step themselves and raise simlab.errors.ResetNeededError
+        #   (a SimlabError and a gymnasium ResetNeeded: one line, exit 2 at the CLI), where
+        #   OrderEnforcing would raise a plain gymnasium ResetNeeded first;
+        # - they reject a bad reset(seed=..., options=...) with a ConfigError, after which the
+        #   PassiveEnvChecker of gymnasium 1.4 fails the next step() with a TypeError (it keeps
+        #   no data from the failed first reset). Their spaces and API are checked by
+        #   gymnasium's check_env in the tests instead.
+        own_checks = spec.id not in _GYMNASIUM_ORDER_CHECK
         gymnasium.register(id=spec.id, entry_point=spec.entry_point, vector_entry_point=spec.vector_entry_point,
-                           max_episode_steps=spec.max_episode_steps, kwargs=dict(spec.kwargs))
+                           max_episode_steps=spec.max_episode_steps, kwargs=dict(spec.kwargs),
+                           order_enforce=not own_checks, disable_env_checker=own_checks)
 
 
 def env_ids() -> list[str]:

@@ -120,8 +120,17 @@ from simlab.envs.collision2d.physics import (
 )
 from simlab.envs.collision2d.render import BLUE, RED, render_shapes
 from simlab.envs.collision2d.scenarios import ID_R, OOD_R
-from simlab.errors import ActionError, ConfigError
+from simlab.errors import ActionError, ConfigError, ResetNeededError
+from simlab.registry import RenderModes
 from simlab.splits import Intervals, Split
+from simlab.validate import (
+    check_choice,
+    check_float,
+    check_int,
+    check_options,
+    check_seed,
+    describe,
+)
 
 TARGET_COLOR: tuple[int, int, int] = (0, 160, 0)
 """Colour of the target ring: neither red nor blue under the parser's thresholds."""
@@ -140,6 +149,14 @@ VEL_OBS_CLIP: float = 4.0
 ACTION_TOL: float = 1e-6
 """Actions may exceed [-1, 1] by this much (float rounding) and are then clipped."""
 OBS_MODES: tuple[str, ...] = ("pixels", "state")
+MIN_RESOLUTION: int = 16
+MAX_RESOLUTION: int = 4096
+"""Observation and render frames are ``resolution x resolution`` with a side in [16, 4096] pixels."""
+MAX_EVENTS_LIMIT: int = 1_000_000
+"""Largest ``max_events`` (contacts handled per step)."""
+MAX_MAGNITUDE: float = 1e6
+"""Bound on the magnitude of the float arguments (impulse, speed, damping, reward weights): far beyond
+any meaningful value, small enough that the physics and rewards stay finite."""
 STATE_DIM: int = 13
 """Length of the ``obs_mode="state"`` vector."""
 
@@ -316,20 +333,27 @@ class Collision2DEnv(gymnasium.Env[np.ndarray, np.ndarray]):
             ``ood_r1``, ``ood_r2``, ``ood``) the start radii are drawn from.
         obs_mode: ``"pixels"`` (``(resolution, resolution, 3)`` uint8) or
             ``"state"`` (``(13,)`` float32).
-        resolution: side of pixel observations, pixels, ``>= 16``.
+        resolution: side of pixel observations, pixels, an integer in ``[16, 4096]``.
         render_mode: ``None`` or ``"rgb_array"``.
-        render_resolution: side of :meth:`render` frames, pixels, ``>= 16``.
-        max_impulse: impulse of a unit action, mass x world units / s, ``> 0``.
+        render_resolution: side of :meth:`render` frames, pixels, in ``[16, 4096]``.
+        max_impulse: impulse of a unit action, mass x world units / s, in ``(0, 1e6]``.
         max_speed: speed the agent's impulse cannot exceed and the velocity
-            scale of state observations, world units / s, ``> 0``.
+            scale of state observations, world units / s, in ``(0, 1e6]``.
         damping: per-second linear velocity decay rate ``c``
-            (``v(t) = v0 exp(-c t)``), 1 / s, ``>= 0``.
-        success_bonus: reward added on success.
-        approach_weight: weight of the red-to-blue distance in the shaping potential.
-        max_events: cap on contacts handled per step, ``>= 1``.
+            (``v(t) = v0 exp(-c t)``), 1 / s, in ``[0, 1e6]``.
+        success_bonus: reward added on success, in ``[-1e6, 1e6]``.
+        approach_weight: weight of the red-to-blue distance in the shaping potential,
+            in ``[-1e6, 1e6]``.
+        max_events: cap on contacts handled per step, an integer in ``[1, 10**6]``.
+
+    Every argument is type- and range-checked (numpy scalars are accepted; strings,
+    bools for numbers, NaN and inf are not): a one-line :class:`~simlab.errors.ConfigError`
+    names the argument and the bad value; so does an unknown argument. :meth:`step` and
+    :meth:`render` before the first :meth:`reset` raise :class:`~simlab.errors.ResetNeededError`;
+    ``reset(seed=...)`` takes a Python or numpy integer >= 0.
     """
 
-    metadata: ClassVar[dict[str, Any]] = {"render_modes": ["rgb_array"], "render_fps": 10}
+    metadata: ClassVar[dict[str, Any]] = {"render_modes": RenderModes(["rgb_array"]), "render_fps": 10}
 
     splits: ClassVar[dict[str, Split]] = _splits()
     """Generalization splits over ``r1`` (red), ``r2`` (blue) and ``target_r``, world units."""
@@ -347,38 +371,37 @@ class Collision2DEnv(gymnasium.Env[np.ndarray, np.ndarray]):
         success_bonus: float = 10.0,
         approach_weight: float = 0.1,
         max_events: int = 64,
+        **unknown: Any,
     ) -> None:
-        if split not in self.splits:
-            raise ConfigError(f"unknown split {split!r}; choose one of {', '.join(self.splits)}")
-        if obs_mode not in OBS_MODES:
-            raise ConfigError(f"unknown obs_mode {obs_mode!r}; choose one of {', '.join(OBS_MODES)}")
-        for name, val in (("resolution", resolution), ("render_resolution", render_resolution)):
-            if isinstance(val, bool) or not isinstance(val, (int, np.integer)) or val < 16:
-                raise ConfigError(f"{name} must be an integer >= 16 pixels, got {val!r}")
-        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
-            raise ConfigError(f"unknown render_mode {render_mode!r}; choose one of "
-                              f"{', '.join(self.metadata['render_modes'])} or None")
-        for name, val in (("max_impulse", max_impulse), ("max_speed", max_speed)):
-            if not (math.isfinite(val) and val > 0):
-                raise ConfigError(f"{name} must be finite and > 0, got {val!r}")
-        if not (math.isfinite(damping) and damping >= 0):
-            raise ConfigError(f"damping must be finite and >= 0, got {damping!r}")
-        if not (math.isfinite(success_bonus) and math.isfinite(approach_weight)):
-            raise ConfigError("success_bonus and approach_weight must be finite")
-        if int(max_events) < 1:
-            raise ConfigError(f"max_events must be >= 1, got {max_events!r}")
+        if unknown:
+            names = ", ".join(sorted(unknown))
+            raise ConfigError(f"unknown Collision2D argument(s) {names}; valid: split, obs_mode, resolution, "
+                              "render_mode, render_resolution, max_impulse, max_speed, damping, "
+                              "success_bonus, approach_weight, max_events")
+        split = check_choice("split", split, self.splits)
+        obs_mode = check_choice("obs_mode", obs_mode, OBS_MODES)
+        resolution = check_int("resolution", resolution, MIN_RESOLUTION, MAX_RESOLUTION)
+        render_resolution = check_int("render_resolution", render_resolution, MIN_RESOLUTION, MAX_RESOLUTION)
+        render_mode = check_choice("render_mode", render_mode, self.metadata["render_modes"], allow_none=True)
+        max_impulse = check_float("max_impulse", max_impulse, 0.0, MAX_MAGNITUDE, lo_open=True)
+        max_speed = check_float("max_speed", max_speed, 0.0, MAX_MAGNITUDE, lo_open=True)
+        damping = check_float("damping", damping, 0.0, MAX_MAGNITUDE)
+        success_bonus = check_float("success_bonus", success_bonus, -MAX_MAGNITUDE, MAX_MAGNITUDE)
+        approach_weight = check_float("approach_weight", approach_weight, -MAX_MAGNITUDE, MAX_MAGNITUDE)
+        max_events = check_int("max_events", max_events, 1, MAX_EVENTS_LIMIT)
 
         self.split: Split = self.splits[split]
         self.obs_mode = obs_mode
-        self.resolution = int(resolution)
+        self.resolution = int(resolution)  # type: ignore[arg-type]
         self.render_mode = render_mode
-        self.render_resolution = int(render_resolution)
-        self.max_impulse = float(max_impulse)
-        self.max_speed = float(max_speed)
-        self.damping = float(damping)
-        self.success_bonus = float(success_bonus)
-        self.approach_weight = float(approach_weight)
-        self.max_events = int(max_events)
+        self.render_resolution = int(render_resolution)  # type: ignore[arg-type]
+        self.max_impulse = float(max_impulse)  # type: ignore[arg-type]
+        self.max_speed = float(max_speed)  # type: ignore[arg-type]
+        self.damping = float(damping)  # type: ignore[arg-type]
+        self.success_bonus = float(success_bonus)  # type: ignore[arg-type]
+        self.approach_weight = float(approach_weight)  # type: ignore[arg-type]
+        self.max_events = int(max_events)  # type: ignore[arg-type]
+        self._needs_reset = True
         self.world = WORLD_SIZE
         self.dt = FRAME_DT
 
@@ -409,8 +432,14 @@ class Collision2DEnv(gymnasium.Env[np.ndarray, np.ndarray]):
         Returns:
             ``(obs, info)``: the observation (see Observation Space) and the info dict.
         """
+        seed = check_seed("seed", seed)
+        opts = check_options("options", options, ("state",))
+        state = opts.get("state")
+        if state is not None and not isinstance(state, dict):
+            raise ConfigError(f"options['state'] must be a dict (keys pos, vel, radii, target) or None, "
+                              f"got {describe(state)}")
         super().reset(seed=seed)
-        given = dict((options or {}).get("state") or {})
+        given = dict(state or {})
         unknown = set(given) - {"pos", "vel", "radii", "target"}
         if unknown:
             raise ConfigError(f"unknown keys in options['state']: {sorted(unknown)}; "
@@ -433,6 +462,7 @@ class Collision2DEnv(gymnasium.Env[np.ndarray, np.ndarray]):
         vel = np.zeros((2, 2)) if "vel" not in given else self._as_array(given["vel"], (2, 2), "vel")
         self._check_state(pos, vel, radii, target)
         self._pos, self._vel, self._radii, self._target = pos, vel, radii, target
+        self._needs_reset = False
         return self._obs(), self._info(0, 0)
 
     def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
@@ -444,7 +474,12 @@ class Collision2DEnv(gymnasium.Env[np.ndarray, np.ndarray]):
         Returns:
             ``(obs, reward, terminated, truncated, info)``; ``truncated`` is
             always False here (the ``TimeLimit`` wrapper truncates).
+
+        Raises:
+            ResetNeededError: before the first :meth:`reset`.
         """
+        if self._needs_reset:
+            raise ResetNeededError("call reset() before step() (the env has no state yet)")
         a = self._check_action(action)
         phi0 = self._potential()
         if a[0] != 0.0 or a[1] != 0.0:
@@ -464,12 +499,15 @@ class Collision2DEnv(gymnasium.Env[np.ndarray, np.ndarray]):
     def render(self) -> np.ndarray | None:
         """RGB frame ``(render_resolution, render_resolution, 3)`` uint8 for ``render_mode="rgb_array"``.
 
-        Returns ``None`` (with a warning) when the env was made without a render mode.
+        Returns ``None`` (with a warning) when the env was made without a render mode;
+        ResetNeededError before :meth:`reset`.
         """
         if self.render_mode is None:
             gymnasium.logger.warn("render() called without a render_mode; "
                                   "make the env with render_mode='rgb_array'")
             return None
+        if self._needs_reset:
+            raise ResetNeededError("call reset() before render() (the env has no state yet)")
         return self._frame(self.render_resolution)
 
     def close(self) -> None:
@@ -493,9 +531,12 @@ class Collision2DEnv(gymnasium.Env[np.ndarray, np.ndarray]):
     @staticmethod
     def _as_array(x: Any, shape: tuple[int, ...], name: str) -> np.ndarray:
         try:
-            arr = np.array(x, dtype=np.float64)
-        except (TypeError, ValueError) as e:
-            raise ConfigError(f"options['state'][{name!r}] is not numeric: {e}") from None
+            raw = np.asarray(x)
+            if raw.dtype.kind not in "iuf":  # strings, bools, objects, complex: never converted silently
+                raise TypeError(f"got {describe(x)}")
+            arr = np.array(raw, dtype=np.float64)
+        except (TypeError, ValueError, OverflowError) as e:
+            raise ConfigError(f"options['state'][{name!r}] is not numeric: {' '.join(str(e).split())}") from None
         if arr.shape != shape:
             raise ConfigError(f"options['state'][{name!r}] must have shape {shape}, got {arr.shape}")
         return arr
@@ -539,9 +580,12 @@ class Collision2DEnv(gymnasium.Env[np.ndarray, np.ndarray]):
 
     def _check_action(self, action: Any) -> np.ndarray:
         try:
-            a = np.asarray(action, dtype=np.float64)
-        except (TypeError, ValueError):
-            raise ActionError(f"action must be numeric, got {action!r}") from None
+            raw = np.asarray(action)
+            if raw.dtype.kind not in "iuf":  # strings, bools, objects, complex: never converted silently
+                raise TypeError
+            a = np.array(raw, dtype=np.float64)
+        except (TypeError, ValueError, OverflowError):
+            raise ActionError(f"action must be numeric (2 real numbers in [-1, 1]), got {describe(action)}") from None
         if a.shape != (2,):
             raise ActionError(f"action must have shape (2,), got shape {a.shape}")
         if not np.isfinite(a).all():

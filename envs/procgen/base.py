@@ -29,6 +29,7 @@ import numpy as np
 from simlab.actions import check_discrete_actions
 from simlab.errors import ConfigError
 from simlab.splits import Split
+from simlab.validate import check_bool, check_choice, check_int, check_seed
 
 OBS_SIZE = 64
 NUM_ACTIONS = 15
@@ -41,6 +42,11 @@ ACTION_DX = np.array([-1 if "LEFT" in c else (1 if "RIGHT" in c else 0) for c in
 ACTION_DY = np.array([1 if "DOWN" in c else (-1 if "UP" in c else 0) for c in COMBOS], np.int64)
 """Per-action movement in image coordinates (row grows downwards: UP is dy = -1)."""
 DISTRIBUTION_MODES = ("easy", "hard")
+LEVEL_SEED_LIMIT = 2**31 - 1
+"""Level seeds lie in ``[0, LEVEL_SEED_LIMIT)`` (Procgen's 31-bit seeds): ``start_level +
+num_levels <= LEVEL_SEED_LIMIT``, and ``num_levels=0`` draws from ``[start_level, LEVEL_SEED_LIMIT)``."""
+MAX_NUM_ENVS = 16384
+"""Largest batch a :class:`BatchedGame` accepts (a bound on memory: frames alone are 12 KiB per env)."""
 
 BACKGROUND_FAMILIES = ("plain", "stripes", "checker", "dots")
 PALETTES = ("warm", "cool", "earth", "neon")
@@ -99,7 +105,14 @@ def standard_splits() -> dict[str, Split]:
 
 @dataclass(frozen=True)
 class ProcgenOptions:
-    """Procgen's env options."""
+    """Procgen's env options.
+
+    Every field is type- and range-checked on construction (one-line ConfigError naming it):
+    integers must be Python or numpy integers (not strings, floats or bools), level seeds are
+    31-bit (``start_level + num_levels <= 2**31 - 1``), ``rand_seed`` is in ``[0, 2**63 - 1]``,
+    ``use_backgrounds`` a bool (numpy bools and 0/1 too). Numpy values are stored as plain
+    Python values.
+    """
 
     num_levels: int = 0
     """Number of distinct levels (0 = unlimited)."""
@@ -115,15 +128,18 @@ class ProcgenOptions:
     """Optional split name (vis_train / vis_test) restricting background x palette combos."""
 
     def __post_init__(self) -> None:
-        if self.num_levels < 0:
-            raise ConfigError(f"num_levels must be >= 0 (0 = unlimited), got {self.num_levels}")
-        if self.start_level < 0:
-            raise ConfigError(f"start_level must be >= 0, got {self.start_level}")
-        if self.distribution_mode not in DISTRIBUTION_MODES:
-            raise ConfigError(f"unknown distribution_mode {self.distribution_mode!r}; "
-                              f"choose one of {', '.join(DISTRIBUTION_MODES)}")
-        if self.visual_split is not None and self.visual_split not in ("vis_train", "vis_test"):
-            raise ConfigError(f"visual_split must be vis_train or vis_test, got {self.visual_split!r}")
+        # type- and range-check every field (one-line ConfigError naming it); numpy scalars
+        # are normalised to plain Python values (the dataclass is frozen: object.__setattr__)
+        start = check_int("start_level", self.start_level, 0, LEVEL_SEED_LIMIT - 1)
+        num = check_int("num_levels", self.num_levels, 0, LEVEL_SEED_LIMIT - start,
+                        hint=f"0 = unlimited; start_level + num_levels <= {LEVEL_SEED_LIMIT}")
+        mode = check_choice("distribution_mode", self.distribution_mode, DISTRIBUTION_MODES)
+        bg = check_bool("use_backgrounds", self.use_backgrounds)
+        seed = check_seed("rand_seed", self.rand_seed, allow_none=False)
+        vis = check_choice("visual_split", self.visual_split, ("vis_train", "vis_test"), allow_none=True)
+        for name, v in (("start_level", start), ("num_levels", num), ("distribution_mode", mode),
+                        ("use_backgrounds", bg), ("rand_seed", seed), ("visual_split", vis)):
+            object.__setattr__(self, name, v)
 
 
 def parse_levels(text: str) -> tuple[int, int]:
@@ -199,7 +215,7 @@ class LevelSampler:
         rng = self.rngs[slot]
         for _ in range(10_000):
             if self.opts.num_levels == 0:
-                seed = self.opts.start_level + int(rng.integers(0, 2**31 - 1 - self.opts.start_level))
+                seed = self.opts.start_level + int(rng.integers(0, LEVEL_SEED_LIMIT - self.opts.start_level))
             else:
                 seed = self.opts.start_level + int(rng.integers(0, self.opts.num_levels))
             if self._allowed is None:
@@ -231,8 +247,9 @@ class BatchedGame:
     """Episode length limit (truncation)."""
 
     def __init__(self, num_envs: int, opts: ProcgenOptions) -> None:
-        if num_envs < 1:
-            raise ConfigError(f"num_envs must be >= 1, got {num_envs}")
+        num_envs = check_int("num_envs", num_envs, 1, MAX_NUM_ENVS)
+        if not isinstance(opts, ProcgenOptions):
+            raise ConfigError(f"options must be a ProcgenOptions, got {type(opts).__name__}")
         self.n = num_envs
         self.opts = opts
         self.hard = opts.distribution_mode == "hard"
