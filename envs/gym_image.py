@@ -149,11 +149,18 @@ def is_car_racing(env_id: str) -> bool:
 
 def make_env(env_id: str, **kwargs: Any) -> Any:
     """``gymnasium.make(env_id, **kwargs)`` (simlab's ids registered too), errors as one-line ConfigErrors."""
+    import os
+
     import gymnasium
     from gymnasium.error import DependencyNotInstalled
     from gymnasium.error import Error as GymError
 
     import simlab  # noqa: F401  (registers simlab/... ids)
+
+    # Headless: pygame-rendered envs (CartPole, CarRacing) would otherwise print SDL's
+    # "error: XDG_RUNTIME_DIR is invalid" to stderr on a machine without a display.
+    os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
+    os.environ.setdefault("SDL_AUDIODRIVER", "dummy")
 
     if not isinstance(env_id, str) or not env_id:
         raise ConfigError(f"env id must be a non-empty string, got {env_id!r}")

@@ -25,7 +25,6 @@ with the same thread count; CUDA kernels are not bitwise deterministic).
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import shutil
 import time
@@ -36,9 +35,11 @@ from typing import Any
 import numpy as np
 
 from simlab.config import to_dict
-from simlab.data import sha256_file, write_json_atomic
+from simlab.data import sha256_file
 from simlab.errors import CheckpointError, ConfigError, DatasetError
+from simlab.integrity import read_sealed_json, write_sealed_json
 from simlab.runs import RunDir
+from simlab.training import check_loss, check_weights
 
 FORMAT_VERSION = 1
 MINARI_PREFIX = "minari:"
@@ -230,8 +231,13 @@ def _recover(final: Path) -> None:
         shutil.rmtree(p, ignore_errors=True)
 
 
-def save_checkpoint(path: Path, model: Any, opt: Any, step: int, epoch: int, meta: dict[str, Any]) -> None:
-    """Atomically write a training checkpoint directory at ``path`` (policy + trainer state)."""
+def save_checkpoint(path: Path, model: Any, opt: Any, step: int, epoch: int, meta: dict[str, Any],
+                    save_policy_fn: Any = None) -> None:
+    """Atomically write a training checkpoint directory at ``path`` (policy + trainer state).
+
+    ``save_policy_fn(dir, model, meta)`` writes the policy part (default:
+    :func:`simlab.policies.saved.save_policy`, for an ImpalaActor).
+    """
     import torch
     from safetensors.torch import save_file
 
@@ -240,7 +246,7 @@ def save_checkpoint(path: Path, model: Any, opt: Any, step: int, epoch: int, met
     tmp = path.with_name(f".{path.name}.new-{os.getpid()}")
     if tmp.exists():
         shutil.rmtree(tmp)
-    save_policy(tmp / "policy", model, dict(meta))
+    (save_policy_fn or save_policy)(tmp / "policy", model, dict(meta))
     sd = opt.state_dict()
     tensors: dict[str, Any] = {"rng.torch": torch.get_rng_state()}
     scalars: dict[str, Any] = {}
@@ -253,7 +259,7 @@ def save_checkpoint(path: Path, model: Any, opt: Any, step: int, epoch: int, met
     if torch.cuda.is_available() and next(model.parameters()).is_cuda:
         tensors["rng.cuda"] = torch.cuda.get_rng_state()
     save_file(tensors, str(tmp / "trainer.safetensors"))
-    write_json_atomic(tmp / "trainer.json", {
+    write_sealed_json(tmp / "trainer.json", {
         "format_version": FORMAT_VERSION, "step": step, "epoch": epoch, "optimizer_scalars": scalars,
         "data_fingerprint": meta.get("data_fingerprint"),
         "trainer_sha256": sha256_file(tmp / "trainer.safetensors"),
@@ -261,8 +267,12 @@ def save_checkpoint(path: Path, model: Any, opt: Any, step: int, epoch: int, met
     _swap_in(tmp, path)
 
 
-def load_checkpoint(path: Path, model: Any, opt: Any) -> dict[str, Any]:
-    """Restore model, optimizer and torch RNG from :func:`save_checkpoint`; returns trainer.json."""
+def load_checkpoint(path: Path, model: Any, opt: Any, load_network_fn: Any = None) -> dict[str, Any]:
+    """Restore model, optimizer and torch RNG from :func:`save_checkpoint`; returns trainer.json.
+
+    ``load_network_fn(dir)`` returns the saved network of the policy part (default: an
+    ImpalaActor through :meth:`simlab.policies.saved.SavedPolicy.load`).
+    """
     import torch
     from safetensors import SafetensorError
     from safetensors.torch import load_file
@@ -270,15 +280,12 @@ def load_checkpoint(path: Path, model: Any, opt: Any) -> dict[str, Any]:
     from simlab.policies.saved import SavedPolicy
 
     state_path, trainer_path = path / "trainer.json", path / "trainer.safetensors"
-    try:
-        state = json.loads(state_path.read_text())
-    except (OSError, json.JSONDecodeError) as e:
-        raise CheckpointError(f"{state_path}: unreadable checkpoint state ({e})") from None
+    state = read_sealed_json(state_path, CheckpointError, "checkpoint state")
     if state.get("format_version", 0) > FORMAT_VERSION:
         raise CheckpointError(f"{state_path}: format version {state['format_version']} is newer than this simlab")
     if not trainer_path.exists() or sha256_file(trainer_path) != state.get("trainer_sha256"):
         raise CheckpointError(f"{trainer_path}: missing or differs from {state_path.name} (corrupt)")
-    net = SavedPolicy.load(path / "policy").network
+    net = (load_network_fn or (lambda d: SavedPolicy.load(d).network))(path / "policy")
     try:
         model.load_state_dict(net.state_dict())
     except RuntimeError as e:
@@ -319,12 +326,13 @@ def resolve_device(name: str) -> Any:
         raise ConfigError(f"unknown device {name!r}") from None
 
 
-def _train_step(model: Any, opt: Any, obs: Any, actions: Any) -> tuple[float, int]:
-    """One cross-entropy step; returns (batch mean loss, correct predictions)."""
+def _train_step(model: Any, opt: Any, obs: Any, actions: Any, step: int = 0) -> tuple[float, int]:
+    """One cross-entropy step; returns (batch mean loss, correct predictions); DivergedError on a NaN loss."""
     import torch.nn.functional as F
 
     logits = model(obs)
     loss = F.cross_entropy(logits, actions)
+    check_loss(loss, step, "bc")
     opt.zero_grad(set_to_none=True)
     loss.backward()
     opt.step()
@@ -417,7 +425,7 @@ def train_bc(cfg: BCConfig, out: str | Path, resume: bool = False, progress: boo
             idx = perm[b * cfg.batch_size:(b + 1) * cfg.batch_size]
             obs_t = torch.from_numpy(np.ascontiguousarray(data.batch_obs(idx))).to(device)
             act_t = torch.from_numpy(data.actions[idx]).to(device)
-            loss, correct = _train_step(model, opt, obs_t, act_t)
+            loss, correct = _train_step(model, opt, obs_t, act_t, step)
             win_loss += loss * len(idx)
             win_correct += correct
             win_count += len(idx)
@@ -435,6 +443,7 @@ def train_bc(cfg: BCConfig, out: str | Path, resume: bool = False, progress: boo
                     metrics.update(_evaluate(cfg, model, env_id, None))
                 run.log(done, metrics)
             if epoch_end:
+                check_weights(model, "bc")
                 save_checkpoint(ckpt, model, opt, done, epoch + (b + 1) // steps_per_epoch, meta)
 
     if not run.stage_done("train"):

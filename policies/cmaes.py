@@ -67,8 +67,9 @@ from gymnasium import spaces
 
 from simlab.actions import action_space_from_json, action_space_to_json, check_box
 from simlab.config import to_dict
-from simlab.data import atomic_dir, atomic_path, recover_dir, sha256_file, write_json_atomic
+from simlab.data import atomic_dir, atomic_path, recover_dir, sha256_file
 from simlab.errors import CheckpointError, ConfigError
+from simlab.integrity import read_sealed_json, write_sealed_json
 
 FORMAT_VERSION = 1
 CONFIG_NAME = "config.json"
@@ -150,7 +151,7 @@ def save_tensor_dir(path: str | Path, cls_name: str, network: dict[str, Any],
     state = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
     with atomic_path(path / WEIGHTS_NAME) as tmp:
         save_file(state, str(tmp), metadata={"format": "pt", "class": cls_name})
-    write_json_atomic(path / CONFIG_NAME, {
+    write_sealed_json(path / CONFIG_NAME, {
         "format_version": FORMAT_VERSION,
         "class": cls_name,
         "simlab_version": simlab.__version__,
@@ -537,7 +538,7 @@ def _save_checkpoint(final: Path, state: dict[str, Any], es: _ES, best: LinearCo
         save_file({"mean": torch.from_numpy(es.mean), "sigma": torch.tensor([es.sigma], dtype=torch.float64)},
                   str(tmp / ES_TENSORS))
         best.save(tmp / "controller")
-        write_json_atomic(tmp / STATE, state)
+        write_sealed_json(tmp / STATE, state)
 
 
 def _load_checkpoint(final: Path, cfg: CMAESConfig, in_dim: int,
@@ -546,10 +547,7 @@ def _load_checkpoint(final: Path, cfg: CMAESConfig, in_dim: int,
     sp = final / STATE
     if not sp.exists():
         return None
-    try:
-        state = json.loads(sp.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError, OSError) as e:
-        raise CheckpointError(f"{sp}: not valid JSON ({e})") from None
+    state = read_sealed_json(sp, CheckpointError, "CMA-ES checkpoint state")
     need = ("format_version", "generation", "fitness", "candidates_sha256", "config", "in_dim", "actions")
     if not isinstance(state, dict) or any(k not in state for k in need):
         raise CheckpointError(f"{sp}: not a CMA-ES checkpoint (needs {', '.join(need)})")

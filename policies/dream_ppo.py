@@ -25,7 +25,6 @@ Usage::
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,8 +39,9 @@ from stable_baselines3.common.logger import KVWriter, Logger
 from torch import nn
 
 from simlab.config import to_dict
-from simlab.data import atomic_dir, recover_dir, write_json_atomic
+from simlab.data import atomic_dir, recover_dir
 from simlab.errors import CheckpointError, ConfigError
+from simlab.integrity import read_sealed_json, write_sealed_json
 from simlab.policies.cmaes import (
     CONFIG_NAME,
     FORMAT_VERSION,
@@ -53,6 +53,7 @@ from simlab.policies.cmaes import (
     save_tensor_dir,
 )
 from simlab.policies.saved import sample_from_logits
+from simlab.training import check_weights
 
 SB3_ZIP = "sb3_model.zip"
 STATE = "state.json"
@@ -288,10 +289,11 @@ def policy_meta(model: PPO, cfg: DreamPPOConfig) -> dict[str, Any]:
 
 def save_checkpoint(final: Path, model: PPO, cfg: DreamPPOConfig) -> Path:
     """Atomically write the checkpoint directory: SB3 zip, exported policy, state.json (last)."""
+    check_weights(model.policy, "dream ppo")  # never save diverged weights
     with atomic_dir(final) as tmp:
         model.save(tmp / SB3_ZIP)  # SB3's own format, read back only to resume
         DreamPolicy(export_actor(model), policy_meta(model, cfg)).save(tmp / "policy")
-        write_json_atomic(tmp / STATE, {"format_version": FORMAT_VERSION, "num_timesteps": int(model.num_timesteps),
+        write_sealed_json(tmp / STATE, {"format_version": FORMAT_VERSION, "num_timesteps": int(model.num_timesteps),
                                         "config": to_dict(cfg), "time": time.time()})
     return final
 
@@ -340,10 +342,10 @@ def _read_state(final: Path, cfg: DreamPPOConfig) -> dict[str, Any] | None:
     p = final / STATE
     if not p.exists():
         return None
+    state = read_sealed_json(p, CheckpointError, "dream PPO checkpoint state")
     try:
-        state = json.loads(p.read_text())
         n = int(state["num_timesteps"])
-    except (json.JSONDecodeError, UnicodeDecodeError, OSError, KeyError, TypeError, ValueError) as e:
+    except (KeyError, TypeError, ValueError) as e:
         raise CheckpointError(f"{p}: not a dream PPO checkpoint state ({e})") from None
     old = state.get("config")
     if isinstance(old, dict):

@@ -24,8 +24,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from simlab.data import atomic_path, sha256_file, write_json_atomic
+from simlab.data import atomic_path, sha256_file
 from simlab.errors import CheckpointError, ConfigError
+from simlab.integrity import read_sealed_json, write_sealed_json
 from simlab.policies.networks import ImpalaCNN
 
 FORMAT_VERSION = 1
@@ -138,7 +139,7 @@ def save_policy(path: str | Path, network: nn.Module, config: dict[str, Any] | N
         "weights_sha256": sha256_file(path / WEIGHTS_NAME),
         "meta": meta,
     }
-    write_json_atomic(path / CONFIG_NAME, doc)
+    write_sealed_json(path / CONFIG_NAME, doc)
     return path
 
 
@@ -153,11 +154,8 @@ def read_model_config(path: Path, classes: Any, what: str = "saved policy") -> d
         raise CheckpointError(f"{path}: no such {what} directory")
     if not cfg_path.exists():
         raise CheckpointError(f"{cfg_path}: missing (not a {what}, or saving was interrupted)")
-    try:
-        doc = json.loads(cfg_path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError, OSError) as e:
-        raise CheckpointError(f"{cfg_path}: not valid JSON ({e})") from None
-    if not isinstance(doc, dict) or "format_version" not in doc or "class" not in doc:
+    doc = read_sealed_json(cfg_path, CheckpointError, f"{what} config")
+    if "format_version" not in doc or "class" not in doc:
         raise CheckpointError(f"{cfg_path}: not a simlab {what} config (no format_version/class)")
     if not isinstance(doc["format_version"], int) or doc["format_version"] > FORMAT_VERSION:
         raise CheckpointError(f"{cfg_path}: format version {doc['format_version']!r} is newer than this "

@@ -14,7 +14,16 @@ from typing import Annotated, Any
 
 import typer
 
-from simlab.errors import ConfigError, EnvIdError, SimlabError
+from simlab.cli_options import (
+    count_opt,
+    fraction_opt,
+    out_dir,
+    out_file,
+    positive_float_opt,
+    rate_opt,
+    seed_opt,
+)
+from simlab.errors import ConfigError, DatasetError, EnvIdError, SimlabError
 
 app = typer.Typer(
     name="simlab",
@@ -77,18 +86,18 @@ def envs_cmd(as_json: JsonOpt = False) -> None:
 # ---- collect -----------------------------------------------------------------------------
 @collect_app.command("collision2d")
 def collect_collision2d(
-    out: Annotated[Path, typer.Option("--out", help="Dataset directory.")],
+    out: Annotated[Path, out_dir("Dataset directory.")],
     scenario: Annotated[str, typer.Option(
         help="uniform | collision | oblique | parabola | attributes (shape/colour/size/speed probe)")] = "collision",
     split: Annotated[str, typer.Option(help="train | id | ood | ood_* levels | gap_train | gap_test")] = "train",
-    size: Annotated[int, typer.Option(help="Number of videos (0 with --grid = whole grid).")] = 1000,
-    resolution: Annotated[int, typer.Option(help="Frame side in pixels (>= 16).")] = 64,
-    seed: Annotated[int, typer.Option(help="Seed of parameters and placement.")] = 0,
+    size: Annotated[int, count_opt("Number of videos (0 with --grid = whole grid).", minimum=0)] = 1000,
+    resolution: Annotated[int, count_opt("Frame side in pixels (16-1024).", 16, 1024)] = 64,
+    seed: Annotated[int, seed_opt("Seed of parameters and placement.")] = 0,
     grid: Annotated[str | None, typer.Option(help="Paper linspace grid: 30k | 300k | 3m.")] = None,
     store_frames: Annotated[bool, typer.Option(
         "--store-frames/--no-store-frames",
         help="Store frames (gzip) or only exact states; readers re-render bit-exactly.")] = True,
-    videos_per_shard: Annotated[int, typer.Option(help="Videos per shard file.")] = 4096,
+    videos_per_shard: Annotated[int, count_opt("Videos per shard file.")] = 4096,
     shard: Annotated[str, typer.Option(help="This worker's part, i/n: writes shards j with j % n == i.")] = "0/1",
     resume: Annotated[bool, typer.Option(help="Continue an interrupted collection (skips finished shards).")] = False,
     as_json: JsonOpt = False,
@@ -115,15 +124,17 @@ def collect_collision2d(
 
 @collect_app.command("procgen")
 def collect_procgen_cmd(
-    out: Annotated[Path, typer.Option("--out", help="Dataset directory.")],
+    out: Annotated[Path, out_dir("Dataset directory.")],
     game: Annotated[str, typer.Option(help="maze | coinrun | bigfish | dodge")] = "maze",
-    policy: Annotated[str, typer.Option(help="random | oracle (maze) | a run or saved-policy directory.")]
+    policy: Annotated[str, typer.Option(help="random | random_repeat | oracle (maze) | a run or saved-policy "
+                                             "directory | RUN@CKPT (final, latest, best, step_N or N); "
+                                             "several comma-separated saved policies: a mixed dataset.")]
     = "random",
     levels: Annotated[str, typer.Option(help="Level seeds a:b (or a: for unlimited from a).")] = "0:200",
     distribution_mode: Annotated[str, typer.Option(help="easy | hard")] = "easy",
-    transitions: Annotated[int, typer.Option(help="Transitions to collect.")] = 100_000,
-    seed: Annotated[int, typer.Option(help="Seed of level streams and policy sampling.")] = 0,
-    num_envs: Annotated[int, typer.Option(help="Envs stepped together.")] = 64,
+    transitions: Annotated[int, count_opt("Transitions to collect.")] = 100_000,
+    seed: Annotated[int, seed_opt("Seed of level streams and policy sampling.")] = 0,
+    num_envs: Annotated[int, count_opt("Envs stepped together (1-16384).", 1, 16384)] = 64,
     shard: Annotated[str, typer.Option(help="This worker's part, i/n.")] = "0/1",
     resume: Annotated[bool, typer.Option(help="Continue an interrupted collection.")] = False,
     minari: Annotated[str | None, typer.Option(help="Also export as a Minari dataset with this id.")] = None,
@@ -153,16 +164,21 @@ def collect_procgen_cmd(
 
 @collect_app.command("toygrasp")
 def collect_toygrasp_cmd(
-    out: Annotated[Path, typer.Option("--out", help="Dataset directory.")],
+    out: Annotated[Path, out_dir("Dataset directory.")],
     backend: Annotated[str, typer.Option(help="pybullet | mujoco")] = "pybullet",
-    toys: Annotated[int, typer.Option(help="Training toys (toy seeds 0..toys-1).")] = 250,
-    demos: Annotated[int, typer.Option(help="Scripted-expert demos (attempts) to record.")] = 2500,
+    toys: Annotated[int, count_opt("Training toys (toy seeds 0..toys-1).")] = 250,
+    demos: Annotated[int, count_opt("Scripted-expert demos (attempts) to record.")] = 2500,
     split: Annotated[str, typer.Option(help="toys-train | toys-test | objects")] = "toys-train",
-    seed: Annotated[int, typer.Option(help="Seed of the reset streams.")] = 0,
-    resolution: Annotated[int, typer.Option(help="Image side in pixels.")] = 96,
-    demos_per_shard: Annotated[int, typer.Option(help="Demos per shard file.")] = 50,
+    seed: Annotated[int, seed_opt("Seed of the reset streams.")] = 0,
+    resolution: Annotated[int, count_opt("Image side in pixels (16-512).", 16, 512)] = 96,
+    demos_per_shard: Annotated[int, count_opt("Demos per shard file.")] = 50,
     shard: Annotated[str, typer.Option(help="This worker's part, i/n.")] = "0/1",
     resume: Annotated[bool, typer.Option(help="Continue an interrupted collection.")] = False,
+    scene: Annotated[str, typer.Option(help="single | shortcut (two toys, two viewpoints: the shortcut "
+                                            "probe's fragmented dataset; pybullet).")] = "single",
+    overlap: Annotated[float, fraction_opt("shortcut scene: fraction of demos with the other "
+                                           "sub-dataset's task.")] = 0.0,
+    view_aug: Annotated[bool, typer.Option(help="shortcut scene: random viewpoint per demo.")] = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Record scripted-expert grasps of toys (or unseen objects) as HDF5 demos (images, masks, actions, success)."""
@@ -170,7 +186,8 @@ def collect_toygrasp_cmd(
     from simlab.envs.toygrasp.dataset import GraspCollectConfig, collect_toygrasp, summary_json
 
     cfg = GraspCollectConfig(backend=backend, split=split, toys=toys, demos=demos, seed=seed,
-                             resolution=resolution, demos_per_shard=demos_per_shard)
+                             resolution=resolution, demos_per_shard=demos_per_shard, scene=scene,
+                             overlap=overlap, view_aug=view_aug)
     res = collect_toygrasp(cfg, out, shard=parse_shard(shard), resume=resume)
     info = summary_json(res, cfg)
     if as_json:
@@ -183,9 +200,9 @@ def collect_toygrasp_cmd(
 
 @app.command("render-toys")
 def render_toys_cmd(
-    out: Annotated[Path, typer.Option("--out", help="Output .png file.")],
+    out: Annotated[Path, out_file("Output .png file.", (".png",))],
     seeds: Annotated[str, typer.Option(help="Toy seeds, e.g. 0:16 or 3,7,9.")] = "0:16",
-    resolution: Annotated[int, typer.Option(help="Pixels per toy (16-512).")] = 128,
+    resolution: Annotated[int, count_opt("Pixels per toy (16-512).", 16, 512)] = 128,
 ) -> None:
     """Draw toys (each resting on the table, pybullet) as one grid image."""
     from simlab.envs.toygrasp.render import parse_seeds, render_toys
@@ -214,13 +231,13 @@ def _parse_indices(text: str, n: int) -> list[int]:
 
 @app.command("render")
 def render_cmd(
-    out: Annotated[Path, typer.Option("--out", help="Output .mp4 file.")],
+    out: Annotated[Path, out_file("Output .mp4 file.", (".mp4",))],
     data: Annotated[Path | None, typer.Option(help="A collected dataset directory.")] = None,
     env: Annotated[str | None, typer.Option(help="Or an env id: records a random-policy episode.")] = None,
     indices: Annotated[str, typer.Option(help="Videos to tile, e.g. 0:16 or 0,3,7.")] = "0:16",
-    steps: Annotated[int, typer.Option(help="With --env: number of steps.")] = 100,
-    seed: Annotated[int, typer.Option(help="With --env: reset seed.")] = 0,
-    fps: Annotated[float, typer.Option(help="Frames per second.")] = 10.0,
+    steps: Annotated[int, count_opt("With --env: number of steps (1-100000).", 1, 100_000)] = 100,
+    seed: Annotated[int, seed_opt("With --env: reset seed.")] = 0,
+    fps: Annotated[float, positive_float_opt("Frames per second (0-1000].", 1000.0)] = 10.0,
     as_json: JsonOpt = False,
 ) -> None:
     """Render dataset videos (as a grid) or an env rollout to mp4, headless."""
@@ -230,8 +247,6 @@ def render_cmd(
 
     if (data is None) == (env is None):
         raise ConfigError("give exactly one of --data DIR or --env ID")
-    if out.suffix != ".mp4":
-        raise ConfigError(f"--out must end in .mp4, got {out}")
     if data is not None:
         from simlab.envs.collision2d.dataset import VideoDataset
 
@@ -252,7 +267,8 @@ def render_cmd(
 
 
 def make_env(env_id: str, **kwargs: Any):  # -> gymnasium.Env
-    """``gymnasium.make`` with a one-line error for unknown ids."""
+    """``gymnasium.make`` (through :func:`simlab.envs.gym_image.make_env`) with a one-line error
+    listing simlab's ids for an unknown id."""
     import gymnasium
 
     import simlab  # noqa: F401
@@ -261,7 +277,9 @@ def make_env(env_id: str, **kwargs: Any):  # -> gymnasium.Env
         from simlab.registry import env_ids
 
         raise EnvIdError(f"unknown env id {env_id!r}; simlab envs: {', '.join(env_ids())}")
-    return gymnasium.make(env_id, **kwargs)
+    from simlab.envs.gym_image import make_env as make_gym_env
+
+    return make_gym_env(env_id, **kwargs)
 
 
 def _rollout_frames(env_id: str, steps: int, seed: int):
@@ -309,12 +327,13 @@ def eval_physics(
     model: Annotated[Path | None, typer.Option(
         help="A video-diffusion run (or saved model) directory: generate from the condition frames and "
              "score it beside the parse floor and the repeat-last / constant-velocity predictors.")] = None,
-    steps: Annotated[int | None, typer.Option(help="With --model: DDIM steps (default: the run's).")] = None,
-    seed: Annotated[int, typer.Option(help="With --model: sampling noise seed.")] = 0,
-    limit: Annotated[int, typer.Option(help="Score at most this many videos (0 = all).")] = 0,
+    steps: Annotated[int | None, count_opt("With --model: DDIM steps (default: the run's).", 1, 1000)] = None,
+    seed: Annotated[int, seed_opt("With --model: sampling noise seed.")] = 0,
+    limit: Annotated[int, count_opt("Score at most this many videos (0 = all).", minimum=0)] = 0,
     verify: Annotated[bool, typer.Option(help="Check shard SHA-256 checksums first.")] = False,
-    video: Annotated[Path | None, typer.Option(
-        help="Also write an mp4: ground truth | prediction | error for the first 4 scored videos.")] = None,
+    video: Annotated[Path | None, out_file(
+        "Also write an mp4: ground truth | prediction | error for the first 4 scored videos.", (".mp4",),
+        name="--video")] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """The paper's velocity error: parse frames, finite-difference velocities, compare with exact states."""
@@ -329,8 +348,6 @@ def eval_physics(
         raise ConfigError("give exactly one of --ground-truth, --pred FILE or --model RUN")
     if limit < 0:
         raise ConfigError(f"--limit must be >= 0, got {limit}")
-    if video is not None and video.suffix != ".mp4":
-        raise ConfigError(f"--video must end in .mp4, got {video}")
     if model is not None:
         from simlab.world_models.video_diffusion.evaluate import evaluate_model, format_report
 
@@ -345,10 +362,14 @@ def eval_physics(
             pidx = read_h5_array(f, "index") if "index" in f else np.arange(len(pframes))
         exp = (ds.config.resolution, ds.config.resolution, 3)
         if pframes.ndim != 5 or pframes.shape[1] != 32 or pframes.shape[2:] != exp or pframes.dtype != np.uint8:
-            raise ConfigError(f"{pred}: frames must be uint8 (N, 32, {exp[0]}, {exp[1]}, 3), "
-                              f"got {pframes.dtype} {pframes.shape}")
-        if len(pidx) != len(pframes) or (len(pidx) and (pidx.min() < 0 or pidx.max() >= len(ds))):
-            raise ConfigError(f"{pred}: 'index' must list one dataset index in 0..{len(ds) - 1} per video")
+            raise DatasetError(f"{pred}: frames must be uint8 (N, 32, {exp[0]}, {exp[1]}, 3), "
+                               f"got {pframes.dtype} {pframes.shape}")
+        if len(pframes) == 0:
+            raise DatasetError(f"{pred}: holds no videos")
+        if pidx.ndim != 1 or pidx.dtype.kind not in "iu" or len(pidx) != len(pframes) \
+                or pidx.min() < 0 or pidx.max() >= len(ds):
+            raise DatasetError(f"{pred}: 'index' must list one integer dataset index in 0..{len(ds) - 1} "
+                               f"per video, got {pidx.dtype} {pidx.shape}")
         pframes, pidx = pframes[: n if limit else None], pidx[: n if limit else None]
     from tqdm import tqdm
 
@@ -420,21 +441,24 @@ def eval_physics(
 # ---- train dreamland ----------------------------------------------------------------------
 @train_app.command("dreamland")
 def train_dreamland_cmd(
-    out: Annotated[Path, typer.Option("--out", help="Run directory.")] = Path("runs/dreamland"),
+    out: Annotated[Path, out_dir("Run directory.")] = Path("runs/dreamland"),
     env: Annotated[str | None, typer.Option(
         help="Real env: a procgen-like game id (default simlab/Dodge-v1) or an image gymnasium env "
              "(CarRacing-v3).")] = None,
     preset: Annotated[str, typer.Option(help="cpu (default) | gpu | carracing | debug")] = "cpu",
-    dropout: Annotated[float | None, typer.Option(help="World-model LSTM dropout (Dream Land).")] = None,
+    dropout: Annotated[float | None, rate_opt("World-model LSTM dropout (Dream Land), in [0, 1).")] = None,
     mask: Annotated[str | None, typer.Option(help="Dream mask mode: per_episode | per_step | mc_mean | none")]
     = None,
     controller: Annotated[str | None, typer.Option(help="cmaes | ppo")] = None,
-    seeds: Annotated[int | None, typer.Option(help="Controller seeds per variant.")] = None,
+    seeds: Annotated[int | None, count_opt("Controller seeds per variant (1-100).", 1, 100)] = None,
     sweep: Annotated[str | None, typer.Option(
         help="Extra dropout rates, comma-separated (e.g. 0.1,0.2): one more Dream Land variant each.")] = None,
     baseline: Annotated[bool, typer.Option("--baseline/--no-baseline",
                                            help="Also run the no-dropout World Models baseline.")] = True,
     resume: Annotated[bool, typer.Option(help="Continue a killed run where it stopped.")] = False,
+    world_model: Annotated[str | None, typer.Option(
+        "--world-model", help="dropout (default): MDN-RNN dreams | diffusion: also a controller trained in a "
+                              "DIAMOND-style pixel diffusion dream (diffusion.<key>=value overrides).")] = None,
     overrides: OverridesArg = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -445,7 +469,8 @@ def train_dreamland_cmd(
     if preset not in PRESETS:
         raise ConfigError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
     ov = [f"baseline={'true' if baseline else 'false'}"]
-    for key, val in (("env", env), ("dropout", dropout), ("mask", mask), ("controller", controller), ("seeds", seeds)):
+    for key, val in (("env", env), ("dropout", dropout), ("mask", mask), ("controller", controller), ("seeds", seeds),
+                     ("world_model", world_model)):
         if val is not None:
             ov.append(f"{key}={val}")
     if sweep:
@@ -469,11 +494,12 @@ OverridesArg = Annotated[list[str] | None, typer.Argument(
 
 @train_app.command("ppo")
 def train_ppo_cmd(
-    out: Annotated[Path, typer.Option("--out", help="Run directory.")],
+    out: Annotated[Path, out_dir("Run directory.")],
     env: Annotated[str, typer.Option(help="A procgen-like env id, e.g. simlab/Maze-v0.")] = "simlab/Maze-v0",
-    num_levels: Annotated[int | None, typer.Option(help="Training levels (0 = unlimited).")] = None,
-    total_timesteps: Annotated[int | None, typer.Option(help="Environment steps to train for.")] = None,
-    preset: Annotated[list[str] | None, typer.Option(help="Named presets applied in order (e.g. debug).")] = None,
+    num_levels: Annotated[int | None, count_opt("Training levels (0 = unlimited).", minimum=0)] = None,
+    total_timesteps: Annotated[int | None, count_opt("Environment steps to train for.")] = None,
+    preset: Annotated[list[str] | None, typer.Option(
+        help="Named presets applied in order: debug | cpu (~30 CPU-minutes, CPU-sized network).")] = None,
     resume: Annotated[bool, typer.Option(help="Continue a killed run from its latest checkpoint.")] = False,
     overrides: OverridesArg = None,
     as_json: JsonOpt = False,
@@ -495,29 +521,67 @@ def train_ppo_cmd(
 
 @train_app.command("bc")
 def train_bc_cmd(
-    data: Annotated[str, typer.Option(help="A procgen dataset directory, or minari:<id or path>.")],
-    env: Annotated[str, typer.Option(help="The env the data comes from, e.g. simlab/Maze-v0.")],
-    out: Annotated[Path, typer.Option("--out", help="Run directory.")],
+    data: Annotated[str, typer.Option(help="A procgen or toygrasp dataset directory, or minari:<id or path>.")],
+    out: Annotated[Path, out_dir("Run directory.")],
+    env: Annotated[str, typer.Option(help="The env the data comes from, e.g. simlab/Maze-v0 "
+                                          "(default: the dataset's).")] = "",
+    encoder: Annotated[str | None, typer.Option(help="Grasp BC on a toygrasp dataset: detpool | meanpool "
+                                                     "(default detpool for a toygrasp dataset).")] = None,
     preset: Annotated[list[str] | None, typer.Option(help="Named presets applied in order.")] = None,
     resume: Annotated[bool, typer.Option(help="Continue a killed run from its latest checkpoint.")] = False,
     overrides: OverridesArg = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Behaviour cloning (IMPALA-CNN, cross-entropy) from an HDF5 or Minari dataset."""
+    """Behaviour cloning: IMPALA-CNN (cross-entropy) on procgen/Minari data, or on toygrasp demos an
+    action-chunk policy with a detection-pooling or mean-pooling encoder (L1)."""
     from simlab.config import resolve
     from simlab.policies.bc import BCConfig, train_bc
+    from simlab.policies.grasp_bc import is_grasp_dataset, train_grasp_bc_cli
 
+    if encoder is not None or is_grasp_dataset(data):
+        info = train_grasp_bc_cli(data, out, encoder or "detpool", list(preset or []), list(overrides or []),
+                                  resume, env)
+        _print_json(info) if as_json else typer.echo(f"trained grasp BC ({info['encoder']}) on {data}: {out}"
+                                                     + "".join(f"\n  {k}" for k in info.get("eval_lines", [])))
+        return
     cfg = resolve(BCConfig, "bc", list(preset or []), [*(overrides or []), f"data={data}", f"env={env}"])
     run = train_bc(cfg, out, resume=resume)
     info = {"run": str(run.path), "env": cfg.env, "data": cfg.data}
     _print_json(info) if as_json else typer.echo(f"trained BC on {cfg.data}: {run.path}")
 
 
+@train_app.command("offline")
+def train_offline_cmd(
+    data: Annotated[str, typer.Option(help="A procgen transition dataset directory (simlab collect procgen).")],
+    out: Annotated[Path, out_dir("Run directory.")],
+    algo: Annotated[str, typer.Option(help="bc | cql | iql (TorchRL losses; needs the offline-rl extra).")] = "cql",
+    env: Annotated[str, typer.Option(help="The env the data comes from (default: the dataset's).")] = "",
+    preset: Annotated[list[str] | None, typer.Option(help="Named presets applied in order (e.g. debug).")] = None,
+    resume: Annotated[bool, typer.Option(help="Continue a killed run from its latest checkpoint.")] = False,
+    overrides: OverridesArg = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Offline RL (BC, discrete CQL, discrete IQL through TorchRL) on a procgen dataset; saved-policy output."""
+    from simlab.policies.offline import ALGOS, offline_config, train_offline
+
+    if algo not in ALGOS:
+        raise ConfigError(f"unknown offline algorithm {algo!r}; choose one of {', '.join(ALGOS)}")
+    try:
+        import torchrl  # noqa: F401
+    except ImportError:
+        raise SimlabError("simlab train offline needs torchrl: pip install -e '.[offline-rl]'") from None
+    cfg = offline_config(list(preset or []), [*(overrides or []), f"algo={algo}", f"data={data}", f"env={env}"])
+    run = train_offline(cfg, out, resume=resume)
+    evals = {k: v for k, v in (run.stage_done("eval") or {}).items() if k.startswith("eval/")}
+    info = {"run": str(run.path), "algo": cfg.algo, "data": cfg.data, **evals}
+    _print_json(info) if as_json else typer.echo(f"trained offline {cfg.algo} on {cfg.data}: {run.path}")
+
+
 @train_app.command("video-diffusion")
 def train_video_diffusion_cmd(
     data: Annotated[Path, typer.Option(help="A collision2d dataset (its resolution and frame count must match).")],
     preset: Annotated[str, typer.Option(help="cpu-small (default) | gpu-s | gpu-b | debug")] = "cpu-small",
-    out: Annotated[Path, typer.Option("--out", help="Run directory.")] = Path("runs/video_diffusion"),
+    out: Annotated[Path, out_dir("Run directory.")] = Path("runs/video_diffusion"),
     resume: Annotated[bool, typer.Option(help="Continue a killed run from its latest checkpoint.")] = False,
     overrides: OverridesArg = None,
     as_json: JsonOpt = False,
@@ -540,12 +604,12 @@ def eval_transfer(
     env: Annotated[str, typer.Option(help="Real env id, e.g. simlab/Maze-v0.")],
     splits: Annotated[str, typer.Option(help="Comma-separated splits: train, val, test, vis_train, vis_test, hard.")]
     = "train,test",
-    episodes: Annotated[int, typer.Option(help="Episodes per split.")] = 100,
-    seed: Annotated[int, typer.Option(help="Seed of the level streams.")] = 0,
-    num_envs: Annotated[int, typer.Option(help="Envs stepped together.")] = 16,
-    out: Annotated[Path | None, typer.Option(help="Directory for eval_info.json and videos "
-                                                     "(default: POLICY/eval).")] = None,
-    videos_per_split: Annotated[int, typer.Option(help="Episodes recorded to mp4 per split.")] = 2,
+    episodes: Annotated[int, count_opt("Episodes per split (1-100000).", 1, 100_000)] = 100,
+    seed: Annotated[int, seed_opt("Seed of the level streams.")] = 0,
+    num_envs: Annotated[int, count_opt("Envs stepped together (1-4096).", 1, 4096)] = 16,
+    out: Annotated[Path | None, out_dir("Directory for eval_info.json and videos (default: POLICY/eval).")]
+    = None,
+    videos_per_split: Annotated[int, count_opt("Episodes recorded to mp4 per split.", 0, 100)] = 2,
     as_json: JsonOpt = False,
 ) -> None:
     """Evaluate a policy in the REAL env on named splits: mean, std, 95% CI, success rate per split."""
@@ -568,23 +632,100 @@ def eval_transfer(
         typer.echo(f"details: {out_dir / 'eval_info.json'}")
 
 
+@eval_app.command("toygrasp")
+def eval_toygrasp_cmd(
+    policy: Annotated[str, typer.Option(help="A grasp BC run / saved-policy directory, or a baseline: "
+                                             "expert | random | fixed.")],
+    backends: Annotated[str, typer.Option(help="Comma-separated engines: pybullet,mujoco.")] = "pybullet,mujoco",
+    splits: Annotated[str, typer.Option(help="Comma-separated splits: toys-train, toys-test, objects.")]
+    = "toys-test,objects",
+    episodes: Annotated[int, count_opt("Episodes per split and engine (objects: at most 106).", 1, 100_000)] = 50,
+    seed: Annotated[int, seed_opt("First reset seed (episode i resets with seed + i).")] = 0,
+    out: Annotated[Path | None, out_dir("Directory for <backend>/eval_info.json and videos "
+                                        "(default: POLICY/eval).")] = None,
+    videos_per_split: Annotated[int, count_opt("Episodes recorded to mp4 per split and engine.", 0, 100)] = 2,
+    execute: Annotated[int | None, count_opt("Actions run per predicted chunk (default: as trained).", 1, 1000)]
+    = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Evaluate a grasp policy (or the expert / random / fixed baseline) in the REAL toy-grasp envs."""
+    from simlab.policies.grasp_eval import eval_toygrasp_cli, format_grasp_table
+
+    info = eval_toygrasp_cli(policy, [b.strip() for b in backends.split(",") if b.strip()],
+                             [s.strip() for s in splits.split(",") if s.strip()], episodes, seed, out,
+                             videos_per_split, execute)
+    if as_json:
+        _print_json(info)
+    else:
+        typer.echo(format_grasp_table({f"{info['policy']} ({b})": r for b, r in info["results"].items()}))
+        typer.echo(f"details: {info['out']}/<backend>/eval_info.json")
+
+
+@eval_app.command("shortcut-probe")
+def eval_shortcut_probe_cmd(
+    out: Annotated[Path, out_dir("Directory for the datasets, runs and report.")],
+    demos: Annotated[int, count_opt("Demos per fragmented dataset.")] = 200,
+    steps: Annotated[int, count_opt("BC gradient steps per variant.")] = 1000,
+    episodes: Annotated[int, count_opt("Episodes per evaluation condition.", 1, 100_000)] = 20,
+    overlap: Annotated[float, fraction_opt("Fraction of swapped-task demos in the 'overlap' variant.")] = 0.2,
+    variants: Annotated[str, typer.Option(help="Comma-separated: fragmented, overlap, view-aug.")]
+    = "fragmented,overlap,view-aug",
+    seed: Annotated[int, seed_opt("Seed of data, training and probe episodes.")] = 0,
+    overrides: OverridesArg = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Shortcut probe: train goal-conditioned grasp BC on viewpoint-fragmented two-toy demos, then ask for
+    the other sub-dataset's toy and count how often the policy grasps the shortcut's toy instead."""
+    from simlab.policies.grasp_shortcut import format_probe, run_shortcut_probe
+
+    rep = run_shortcut_probe(out, demos, steps, episodes, overlap, seed=seed,
+                             variants=tuple(v.strip() for v in variants.split(",") if v.strip()),
+                             bc_overrides=tuple(overrides or ()))
+    _print_json(rep) if as_json else typer.echo(format_probe(rep) + f"details: {out / 'report.json'}")
+
+
 # ---- entry point ---------------------------------------------------------------------------
+def _one_line(msg: object) -> str:
+    """``msg`` with every run of whitespace (newlines too) collapsed: errors are one line by construction."""
+    return " ".join(str(msg).split())
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Console entry point: runs the app, mapping user errors to one line and exit code 2.
+    """Console entry point: the one error path of the CLI, which every command inherits.
+
+    - a :class:`SimlabError` or a bad option: ``error: <one line>``, exit 2;
+    - an OSError on a user path (unwritable, full disk, missing file): the same, exit 2;
+    - Ctrl-C: ``interrupted; rerun with --resume to continue``, exit 130 (files are
+      written atomically and SIGINT is deferred during writes, so the run resumes);
+    - anything else is a simlab bug: one line naming it, exit 1 (``SIMLAB_DEBUG=1``
+      re-raises it with the traceback).
 
     Click's exceptions are matched by class name: typer >= 0.2x vendors its
     own copy of click (same class names), older typer uses click itself.
     """
+    import os
+
+    from simlab.interrupt import INTERRUPT_MESSAGE
+
     cmd = typer.main.get_command(app)
     try:
         rv = cmd.main(args=argv if argv is not None else sys.argv[1:], prog_name="simlab", standalone_mode=False)
+        if rv == 130:  # typer turns KeyboardInterrupt into Exit(130), which click returns here
+            typer.echo(INTERRUPT_MESSAGE, err=True)
         return rv if isinstance(rv, int) else 0
     except SimlabError as e:
-        typer.echo(f"error: {e}", err=True)
+        typer.echo(f"error: {_one_line(e)}", err=True)
         return 2
     except KeyboardInterrupt:
-        typer.echo("interrupted", err=True)
+        typer.echo(f"\n{INTERRUPT_MESSAGE}", err=True)
         return 130
+    except MemoryError:
+        typer.echo("error: out of memory (make the request smaller)", err=True)
+        return 2
+    except OSError as e:
+        where = f"{e.filename}: " if getattr(e, "filename", None) else ""
+        typer.echo(f"error: {where}{_one_line(e.strerror or e)}", err=True)
+        return 2
     except Exception as e:
         names = {c.__name__ for c in type(e).__mro__}
         ctx = getattr(e, "ctx", None)
@@ -593,14 +734,21 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if "UsageError" in names:
             hint = f" (see `{ctx.command_path} --help`)" if ctx else ""
-            typer.echo(f"error: {e.format_message()}{hint}", err=True)  # type: ignore[attr-defined]
+            typer.echo(f"error: {_one_line(e.format_message())}{hint}", err=True)  # type: ignore[attr-defined]
             return 2
         if "Exit" in names:
-            return int(getattr(e, "exit_code", 0) or 0)
+            code = int(getattr(e, "exit_code", 0) or 0)
+            if code == 130:
+                typer.echo(INTERRUPT_MESSAGE, err=True)
+            return code
         if "Abort" in names:
-            typer.echo("aborted", err=True)
-            return 1
-        raise
+            typer.echo(INTERRUPT_MESSAGE, err=True)
+            return 130
+        if os.environ.get("SIMLAB_DEBUG"):
+            raise
+        typer.echo(f"error: internal error, please report it: {type(e).__name__}: {_one_line(e)} "
+                   "(SIMLAB_DEBUG=1 shows the traceback)", err=True)
+        return 1
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ import contextlib
 import hashlib
 import json
 import os
+import re
 import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -31,7 +32,8 @@ import numpy as np
 
 from simlab.errors import ConfigError, DatasetError
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+"""2: the manifest is sealed (its own SHA-256, :mod:`simlab.integrity`) and 1-D arrays are checksummed."""
 MANIFEST = "manifest.json"
 SHARD_DIR = "shards"
 
@@ -58,16 +60,21 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it onto ``path`` only on success.
 
     On any exception the temporary file is removed and ``path`` is untouched.
+    SIGINT is deferred to the end of the block (:mod:`simlab.interrupt`); a
+    SIGKILL leaves ``.<name>.tmp-<pid>``, which :func:`clean_orphans` removes.
     """
+    from simlab.interrupt import deferred_sigint
+
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        yield tmp
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    with deferred_sigint():  # Ctrl-C lands after the rename, never inside a C writer
+        try:
+            yield tmp
+            os.replace(tmp, path)
+        finally:
+            if tmp.exists():
+                tmp.unlink()
 
 
 @contextlib.contextmanager
@@ -100,6 +107,37 @@ def recover_dir(final: Path) -> None:
         os.replace(old, final)
 
 
+_ORPHAN = re.compile(r"^\..+\.tmp-(\d+)$")
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def clean_orphans(root: str | os.PathLike[str]) -> list[Path]:
+    """Remove ``.<name>.tmp-<pid>`` files under ``root`` left by killed writers; returns them.
+
+    A file whose pid is still running (another worker of a sharded collection)
+    is kept. Called by every ``--resume``.
+    """
+    removed = []
+    for dirpath, _dirs, files in os.walk(root):
+        for name in files:
+            m = _ORPHAN.match(name)
+            if m and (int(m.group(1)) == os.getpid() or not _pid_alive(int(m.group(1)))):
+                p = Path(dirpath) / name
+                with contextlib.suppress(FileNotFoundError):
+                    p.unlink()
+                    removed.append(p)
+    return removed
+
+
 def write_json_atomic(path: str | os.PathLike[str], obj: Any) -> None:
     """Write ``obj`` as indented JSON through :func:`atomic_path`."""
     with atomic_path(path) as tmp:
@@ -116,8 +154,19 @@ def sha256_file(path: str | os.PathLike[str], block: int = 1 << 20) -> str:
 
 
 def h5_dataset_kwargs(shape: tuple[int, ...], compress: bool) -> dict[str, Any]:
-    """Creation options for one array: one chunk per leading item, checksummed, no timestamps."""
-    chunks = (1, *shape[1:]) if len(shape) > 1 and shape[0] > 0 else None
+    """Creation options for one array: checksummed (Fletcher-32) chunks, no timestamps.
+
+    One chunk per leading item for arrays of frames/states, one chunk for a 1-D
+    array (contact times, radii, indices). Only empty arrays and scalars (which
+    HDF5 cannot chunk) are stored without the filter; the shard's SHA-256 in the
+    manifest covers every byte anyway.
+    """
+    if len(shape) > 1 and shape[0] > 0:
+        chunks: tuple[int, ...] | None = (1, *shape[1:])
+    elif len(shape) == 1 and shape[0] > 0:
+        chunks = (shape[0],)
+    else:
+        chunks = None
     kw: dict[str, Any] = {"track_times": False}
     if chunks is not None and all(c > 0 for c in chunks):
         kw["chunks"] = chunks
@@ -151,13 +200,19 @@ def write_h5_shard(path: str | os.PathLike[str], arrays: dict[str, np.ndarray],
     return Path(path).stat().st_size
 
 
-def open_h5(path: str | os.PathLike[str]):  # -> h5py.File
-    """Open an HDF5 file for reading, mapping any failure to a DatasetError naming the file."""
+def open_h5(path: str | os.PathLike[str], sha256: str | None = None):  # -> h5py.File
+    """Open an HDF5 file for reading, mapping any failure to a DatasetError naming the file.
+
+    With ``sha256`` (a shard's manifest entry) the file's bytes are checked
+    first, once per process: every byte a reader uses is covered.
+    """
     import h5py
 
     path = Path(path)
     if not path.exists():
         raise DatasetError(f"{path}: missing dataset file")
+    if sha256 is not None:
+        verify_file(path, sha256)
     try:
         return h5py.File(path, "r")
     except OSError as e:
@@ -166,38 +221,58 @@ def open_h5(path: str | os.PathLike[str]):  # -> h5py.File
 
 def read_h5_array(f, name: str, sel: slice | None = None) -> np.ndarray:
     """Read one dataset (optionally a slice of items) with errors naming file and dataset."""
+    import h5py
+
     try:
         d = f[name]
+        if not isinstance(d, h5py.Dataset):
+            raise DatasetError(f"{f.filename}: {name!r} is a group, not an array (wrong or damaged file)")
         return d[sel] if sel is not None else d[()]
     except KeyError:
         raise DatasetError(f"{f.filename}: no array {name!r} (wrong or damaged file)") from None
-    except OSError as e:
-        raise DatasetError(f"{f.filename}: array {name!r} is corrupt ({e})") from None
+    except (OSError, TypeError, ValueError) as e:
+        raise DatasetError(f"{f.filename}: array {name!r} is corrupt or of the wrong kind "
+                           f"({' '.join(str(e).split())})") from None
 
 
 def read_manifest(root: str | os.PathLike[str], kind: str | None = None) -> dict[str, Any]:
-    """Load and check ``DIR/manifest.json``; DatasetError naming the problem otherwise."""
+    """Load and check ``DIR/manifest.json`` (seal, format version, kind, shard list).
+
+    The manifest carries its own SHA-256 (:mod:`simlab.integrity`), so a hand
+    edit or a flipped byte is refused instead of believed. DatasetError naming
+    the problem otherwise.
+    """
+    from simlab.integrity import read_sealed_json
+
     path = Path(root) / MANIFEST
     if not Path(root).is_dir():
         raise DatasetError(f"{root}: no such dataset directory")
     if not path.exists():
         raise DatasetError(f"{path}: missing manifest (collection incomplete? rerun with --resume)")
-    try:
-        man = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise DatasetError(f"{path}: manifest is not valid JSON ({e})") from None
-    if not isinstance(man, dict) or "format_version" not in man or "kind" not in man:
+    man = read_sealed_json(path, DatasetError, "dataset manifest")
+    fv = man.get("format_version")
+    if not isinstance(fv, int) or isinstance(fv, bool) or "kind" not in man:
         raise DatasetError(f"{path}: not a simlab manifest")
-    if man["format_version"] > FORMAT_VERSION:
-        raise DatasetError(f"{path}: format version {man['format_version']} is newer than this "
+    if fv > FORMAT_VERSION:
+        raise DatasetError(f"{path}: format version {fv} is newer than this "
                            f"simlab reads ({FORMAT_VERSION}); upgrade simlab")
     if kind is not None and man["kind"] != kind:
         raise DatasetError(f"{path}: dataset kind {man['kind']!r}, expected {kind!r}")
+    shards = man.get("shards")
+    ok = isinstance(shards, list) and all(
+        isinstance(x, dict) and isinstance(x.get("file"), str) and isinstance(x.get("sha256"), str)
+        and all(isinstance(x.get(k), int) and x[k] >= 0 for k in ("start", "stop", "bytes")) for x in shards)
+    if not ok:
+        raise DatasetError(f"{path}: invalid shard list")
     return man
 
 
 def check_shards(root: str | os.PathLike[str], man: dict[str, Any], verify: bool = False) -> None:
-    """Check every shard listed in the manifest exists with its recorded size (and sha256 if ``verify``)."""
+    """Check every shard listed in the manifest exists with its recorded size (and SHA-256 if ``verify``).
+
+    Without ``verify`` the SHA-256 is still checked, lazily, the first time a
+    reader opens each shard (:func:`open_h5` with ``sha256``).
+    """
     for s in man.get("shards", []):
         p = Path(root) / s["file"]
         if not p.exists():
@@ -205,8 +280,23 @@ def check_shards(root: str | os.PathLike[str], man: dict[str, Any], verify: bool
         size = p.stat().st_size
         if size != s["bytes"]:
             raise DatasetError(f"{p}: size {size} B differs from the manifest's {s['bytes']} B (truncated?)")
-        if verify and sha256_file(p) != s["sha256"]:
-            raise DatasetError(f"{p}: checksum differs from the manifest (corrupt)")
+        if verify:
+            verify_file(p, s["sha256"])
+
+
+_VERIFIED: dict[tuple[str, int, int], str] = {}
+"""(path, size, mtime_ns) -> sha256 of files already hashed by this process."""
+
+
+def verify_file(path: str | os.PathLike[str], sha256: str, error: type[Exception] = DatasetError) -> None:
+    """Raise ``error`` naming ``path`` unless its SHA-256 is ``sha256`` (cached per process)."""
+    p = Path(path)
+    st = p.stat()
+    key = (str(p.resolve()), st.st_size, st.st_mtime_ns)
+    if _VERIFIED.get(key) != sha256:
+        if sha256_file(p) != sha256:
+            raise error(f"{p}: checksum differs from the manifest's (corrupt or replaced)")
+        _VERIFIED[key] = sha256
 
 
 # ---- shared reader of transition datasets -------------------------------------------------
@@ -283,7 +373,7 @@ class ShardedTransitions:
     def _open(self, s: dict[str, Any]):  # -> h5py.File
         """Open shard ``s``, checking its kind and transition range against the manifest."""
         path = self.root / s["file"]
-        f = open_h5(path)
+        f = open_h5(path, s["sha256"])
         kind = f.attrs.get("kind")
         if kind != self.kind:
             f.close()
@@ -399,7 +489,9 @@ def claim_dataset_dir(root: str | os.PathLike[str], record: CollectRecord, resum
     clash), and a resume must describe the same collection; the error names the
     keys that differ. Then ``collect_config.json`` is written (atomically).
     """
-    root = Path(root)
+    from simlab.paths import check_output_dir
+
+    root = check_output_dir(root)
     found = root.exists() and ((root / MANIFEST).exists() or any((root / SHARD_DIR).glob("shard-*.h5")))
     if found:
         if not resume:
@@ -415,16 +507,19 @@ def claim_dataset_dir(root: str | os.PathLike[str], record: CollectRecord, resum
                 diff = sorted(k for k in a.keys() | b.keys() if a.get(k) != b.get(k))
                 raise ConfigError(f"{root} was collected with a different config ({', '.join(diff)} differ); "
                                   "use the same arguments to resume or another --out")
+        clean_orphans(root)
     root.mkdir(parents=True, exist_ok=True)
     write_json_atomic(root / RECORD_FILE, record)
 
 
 def shard_record(root: str | os.PathLike[str], j: int, start: int, stop: int,
-                 extra: Any = None) -> dict[str, Any]:
+                 extra: Any = None, rehash: bool = False) -> dict[str, Any]:
     """Size/checksum record of finished shard ``j``, cached in a sidecar JSON next to it.
 
     The sidecar is recomputed when missing or stale (a kill between the shard's
-    rename and the sidecar's write). ``extra(path) -> dict`` adds fields.
+    rename and the sidecar's write), and its SHA-256 is never trusted for the
+    manifest: :func:`finalize_manifest` passes ``rehash``. ``extra(path) -> dict``
+    adds fields.
     """
     root = Path(root)
     path = root / shard_name(j)
@@ -433,9 +528,12 @@ def shard_record(root: str | os.PathLike[str], j: int, start: int, stop: int,
     if side.exists():
         try:
             info = json.loads(side.read_text())
-            if info.get("bytes") == size:
-                return info
-        except json.JSONDecodeError:
+            if isinstance(info, dict) and info.get("bytes") == size:
+                if not rehash:
+                    return info
+                if info.get("sha256") == sha256_file(path):
+                    return info
+        except (json.JSONDecodeError, UnicodeDecodeError):
             pass
     info = {"file": shard_name(j), "start": start, "stop": stop, **(extra(path) if extra else {}),
             "bytes": size, "sha256": sha256_file(path)}
@@ -510,8 +608,10 @@ def finalize_manifest(root: str | os.PathLike[str], num_shards: int, shard_range
     root = Path(root)
     if not all((root / shard_name(j)).exists() for j in range(num_shards)):
         return False
-    shards = [shard_record(root, j, *shard_range(j), extra=extra) for j in range(num_shards)]
+    from simlab.integrity import write_sealed_json
+
+    shards = [shard_record(root, j, *shard_range(j), extra=extra, rehash=True) for j in range(num_shards)]
     man = {"format_version": FORMAT_VERSION, **fields, "shards": shards,
            "bytes": int(sum(s["bytes"] for s in shards))}
-    write_json_atomic(root / MANIFEST, man)
+    write_sealed_json(root / MANIFEST, man)
     return True

@@ -21,8 +21,10 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from simlab.config import load_yaml, save_yaml, to_dict
-from simlab.data import atomic_path, write_json_atomic
-from simlab.errors import ConfigError
+from simlab.data import atomic_path, clean_orphans
+from simlab.errors import CheckpointError, ConfigError
+from simlab.integrity import read_sealed_json, write_sealed_json
+from simlab.paths import check_output_dir
 
 T = TypeVar("T")
 
@@ -44,11 +46,14 @@ class RunDir:
                 raise ConfigError(f"{run.path} is not empty; pass --resume to continue that run or choose another --out")
             if not cfg_path.exists():
                 raise ConfigError(f"{run.path}: no config.yaml, so it is not a simlab run to resume")
-            old = load_yaml(type(config), cfg_path)
+            old = load_yaml(type(config), cfg_path, sealed=True)
             if to_dict(old) != to_dict(config):
                 a, b = to_dict(old), to_dict(config)
                 diff = sorted(k for k in a.keys() | b.keys() if a.get(k) != b.get(k))
                 raise ConfigError(f"{run.path}: resumed with a different config ({', '.join(diff)} differ)")
+            clean_orphans(run.path)
+        else:
+            check_output_dir(run.path)
         for sub in ("checkpoints", "stages", "videos", "plots"):
             (run.path / sub).mkdir(parents=True, exist_ok=True)
         if not cfg_path.exists():
@@ -57,7 +62,7 @@ class RunDir:
 
     def config(self, cls: type[T]) -> T:
         """Load this run's config as ``cls``."""
-        return load_yaml(cls, self.path / "config.yaml")
+        return load_yaml(cls, self.path / "config.yaml", sealed=True)
 
     # ---- metrics ------------------------------------------------------------------
     def log(self, step: int, metrics: dict[str, float], namespace: str | None = None) -> None:
@@ -92,18 +97,19 @@ class RunDir:
 
     # ---- stages -----------------------------------------------------------------
     def stage_done(self, name: str) -> dict[str, Any] | None:
-        """The record of a finished stage, or None."""
+        """The record of a finished stage, or None; CheckpointError when the record is corrupt.
+
+        Records are sealed (:mod:`simlab.integrity`): results a report shows are
+        never read from a damaged file.
+        """
         p = self.path / "stages" / f"{name}.json"
         if not p.exists():
             return None
-        try:
-            return json.loads(p.read_text())
-        except json.JSONDecodeError:
-            return None
+        return read_sealed_json(p, CheckpointError, f"stage record (delete it to redo stage {name!r})")
 
     def mark_stage(self, name: str, info: dict[str, Any] | None = None) -> None:
-        """Record that a stage finished (atomic)."""
-        write_json_atomic(self.path / "stages" / f"{name}.json", {"stage": name, "time": time.time(), **(info or {})})
+        """Record that a stage finished (atomic, sealed)."""
+        write_sealed_json(self.path / "stages" / f"{name}.json", {"stage": name, "time": time.time(), **(info or {})})
 
     def checkpoint(self, name: str) -> Path:
         """Path of a checkpoint (file or directory) under ``checkpoints/``."""

@@ -14,6 +14,7 @@ from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
 from simlab.errors import CheckpointError, ConfigError
+from simlab.integrity import seal
 from simlab.policies.cmaes import (
     CMAESConfig,
     LinearController,
@@ -154,7 +155,7 @@ def test_controller_load_errors(tmp_path: Path) -> None:
     w.write_bytes(blob)
     cfgp = tmp_path / "c" / "config.json"
     doc = json.loads(cfgp.read_text())
-    cfgp.write_text(json.dumps({**doc, "weights_sha256": None, "network": {"in_dim": 5, "actions": [0, 1, 2]}}))
+    cfgp.write_text(json.dumps(seal({**doc, "weights_sha256": None, "network": {"in_dim": 5, "actions": [0, 1, 2]}})))
     with pytest.raises(CheckpointError, match="do not match"):
         LinearController.load(tmp_path / "c")
     cfgp.write_text("{not json")
@@ -291,8 +292,11 @@ def test_resume_gives_identical_controller(tmp_path: Path, eval_every: int) -> N
     sp = run2.checkpoint("cmaes") / "state.json"
     st = json.loads(sp.read_text())
     st["fitness"][0][0] += 1.0
-    sp.write_text(json.dumps(st))
-    with pytest.raises(CheckpointError):
+    sp.write_text(json.dumps(st))  # a plain edit: the seal refuses it
+    with pytest.raises(CheckpointError, match="checksum"):
+        train_cmaes(CountingMaker(), IN_DIM, [0, 1, 2], cfg9, run=run2, progress=False)
+    sp.write_text(json.dumps(seal(st)))  # resealed: the replay of the fitness record still refuses it
+    with pytest.raises(CheckpointError, match="replay"):
         train_cmaes(CountingMaker(), IN_DIM, [0, 1, 2], cfg9, run=run2, progress=False)
 
 

@@ -10,6 +10,8 @@ from typing import Any, ClassVar
 import numpy as np
 import pytest
 
+from simlab.integrity import seal
+
 torch = pytest.importorskip("torch")
 
 from gymnasium import spaces
@@ -176,7 +178,7 @@ def test_world_model_action_space_round_trip_and_checks(tmp_path: Path, vae: Con
     with pytest.raises(ConfigError):
         DropoutWorldModel(vae, rnn, torch.zeros(1, Z), action_space=spaces.Discrete(3))
     doc["action_space"] = {"type": "Discrete", "n": 3}  # a json that contradicts the saved MDN-RNN
-    (tmp_path / "wm" / "world_model.json").write_text(json.dumps(doc))
+    (tmp_path / "wm" / "world_model.json").write_text(json.dumps(seal(doc)))
     with pytest.raises(CheckpointError):
         DropoutWorldModel.from_pretrained(tmp_path / "wm")
 
@@ -188,7 +190,7 @@ def test_discrete_world_model_saved_without_action_space_still_loads(tmp_path: P
         p = tmp_path / "old" / name
         doc = json.loads(p.read_text())
         (doc["config"] if name.startswith("mdnrnn") else doc).pop(key)  # as written before this feature
-        p.write_text(json.dumps(doc))
+        p.write_text(json.dumps(seal(doc)))
     old = DropoutWorldModel.from_pretrained(tmp_path / "old")
     assert not old.continuous and old.action_space == spaces.Discrete(5)
     assert old.as_env().action_space == spaces.Discrete(5)

@@ -12,6 +12,7 @@ import pytest
 from simlab.data import parse_shard
 from simlab.envs.collision2d.dataset import CollectConfig, VideoDataset, collect
 from simlab.errors import ConfigError, DatasetError
+from simlab.integrity import seal
 
 CFG = CollectConfig(scenario="collision", split="train", size=300, resolution=32, videos_per_shard=128)
 
@@ -114,7 +115,10 @@ def test_bad_manifest(unbroken: Path, tmp_path: Path) -> None:
     man = json.loads((unbroken / "manifest.json").read_text())
     man["format_version"] = 999
     (out / "manifest.json").write_text(json.dumps(man))
-    with pytest.raises(DatasetError, match="newer"):
+    with pytest.raises(DatasetError, match="checksum mismatch"):  # a hand edit is refused...
+        VideoDataset(out)
+    (out / "manifest.json").write_text(json.dumps(seal(man)))
+    with pytest.raises(DatasetError, match="newer"):  # ...and a sealed one still checked field by field
         VideoDataset(out)
     with pytest.raises(DatasetError, match="no such dataset"):
         VideoDataset(tmp_path / "nope")

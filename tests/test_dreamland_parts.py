@@ -11,6 +11,7 @@ import torch
 
 import simlab  # noqa: F401
 from simlab.errors import ConfigError
+from simlab.integrity import seal
 from simlab.policies.fixed import FIXED_POLICIES, RandomHeld, Sweep
 from simlab.policies.panel import rankdata, rollout_actors, spearman
 from simlab.world_models.dropout.diagnostics import hazard_recall, multistep_errors
@@ -239,7 +240,7 @@ def test_dream_starts_carry_the_real_state_and_reload(tmp_path) -> None:
     save_file({"start_z": load_file(str(f))["start_z"]}, str(f))
     doc = json.loads((tmp_path / "wm" / "world_model.json").read_text())
     doc.pop("start_z_sha256")
-    (tmp_path / "wm" / "world_model.json").write_text(json.dumps(doc))
+    (tmp_path / "wm" / "world_model.json").write_text(json.dumps(seal(doc)))
     old = DropoutWorldModel.from_pretrained(tmp_path / "wm")
     assert float(old.start_h.abs().sum()) == 0.0 and old.start_z.shape == (4, 4)
 

@@ -16,6 +16,7 @@ from torch import nn
 import simlab  # noqa: F401
 from simlab.envs.procgen.maze import AGENT_COLOR, CHEESE_COLOR, generate_maze
 from simlab.errors import CheckpointError, ConfigError
+from simlab.integrity import seal
 from simlab.policies.evaluate import (
     EVAL_INFO,
     episode_success,
@@ -222,7 +223,7 @@ def test_damaged_weights_raise_checkpoint_error(tmp_path: Path, damage: str) -> 
         w.write_bytes(b"not a safetensors file")
         cfg = json.loads((tmp_path / "p" / "config.json").read_text())
         del cfg["weights_sha256"]  # the safetensors reader itself must catch it too
-        (tmp_path / "p" / "config.json").write_text(json.dumps(cfg))
+        (tmp_path / "p" / "config.json").write_text(json.dumps(seal(cfg)))
     with pytest.raises(CheckpointError, match="model.safetensors") as e:
         SavedPolicy.load(tmp_path / "p")
     assert "\n" not in str(e.value)
@@ -236,7 +237,7 @@ def test_bad_config_raises_checkpoint_error(tmp_path: Path) -> None:
                        ({**good, "class": "Mystery"}, "unknown policy class"),
                        ({**good, "format_version": 99}, "newer"),
                        ({**good, "network": {"bogus": 1}}, "bad network config")):
-        cfg_path.write_text(json.dumps(bad))
+        cfg_path.write_text(json.dumps(seal(bad)))
         with pytest.raises(CheckpointError, match=match):
             SavedPolicy.load(tmp_path / "p")
     cfg_path.write_text("{truncated")

@@ -12,6 +12,7 @@ import pytest
 from gymnasium import spaces
 
 import simlab  # noqa: F401  (registers the envs)
+from simlab.data import FORMAT_VERSION
 from simlab.envs.procgen.dataset import (
     KIND,
     ProcgenCollectConfig,
@@ -22,6 +23,7 @@ from simlab.envs.procgen.dataset import (
 )
 from simlab.envs.procgen.vec import ProcgenEnv, ProcgenVecEnv
 from simlab.errors import ConfigError, DatasetError
+from simlab.integrity import seal
 
 CFG = ProcgenCollectConfig(game="maze", levels="0:50", transitions=90, policy="random", seed=3,
                            num_envs=4, transitions_per_shard=32)
@@ -81,7 +83,7 @@ def test_missing_policy_path_is_a_config_error(tmp_path: Path) -> None:
 
 def test_layout_and_manifest(unbroken: Path) -> None:
     man = json.loads((unbroken / "manifest.json").read_text())
-    assert man["kind"] == KIND and man["format_version"] == 1 and man["count"] == 90
+    assert man["kind"] == KIND and man["format_version"] == FORMAT_VERSION and man["count"] == 90
     assert man["config"]["levels"] == "0:50" and man["env_id"] == "simlab/Maze-v0"
     assert man["observation_shape"] == [64, 64, 3] and man["n_actions"] == 15
     assert [(s["start"], s["stop"]) for s in man["shards"]] == [(0, 32), (32, 64), (64, 90)]
@@ -236,7 +238,7 @@ def test_wrong_kind_and_missing_manifest(unbroken: Path, tmp_path: Path) -> None
     out = tmp_path / "w"
     shutil.copytree(unbroken, out)
     man = json.loads((out / "manifest.json").read_text())
-    (out / "manifest.json").write_text(json.dumps({**man, "kind": "simlab.collision2d.videos"}))
+    (out / "manifest.json").write_text(json.dumps(seal({**man, "kind": "simlab.collision2d.videos"})))
     with pytest.raises(DatasetError, match="kind"):
         TransitionDataset(out)
     (out / "manifest.json").unlink()
@@ -250,11 +252,10 @@ def test_shard_swapped_between_datasets_is_caught(unbroken: Path, tmp_path: Path
     out = tmp_path / "s"
     shutil.copytree(unbroken, out)
     man = json.loads((out / "manifest.json").read_text())
-    man["shards"][0], man["shards"][1] = ({**man["shards"][0], "file": man["shards"][1]["file"],
-                                           "bytes": man["shards"][1]["bytes"]},
-                                          {**man["shards"][1], "file": man["shards"][0]["file"],
-                                           "bytes": man["shards"][0]["bytes"]})
-    (out / "manifest.json").write_text(json.dumps(man))
+    swap = ("file", "bytes", "sha256")
+    man["shards"][0], man["shards"][1] = ({**man["shards"][0], **{k: man["shards"][1][k] for k in swap}},
+                                          {**man["shards"][1], **{k: man["shards"][0][k] for k in swap}})
+    (out / "manifest.json").write_text(json.dumps(seal(man)))
     with pytest.raises(DatasetError, match="range"):
         TransitionDataset(out).load()
 

@@ -8,6 +8,8 @@ import math
 import numpy as np
 import pytest
 
+from simlab.integrity import seal
+
 torch = pytest.importorskip("torch")
 pytest.importorskip("safetensors")
 
@@ -172,7 +174,7 @@ def test_truncated_safetensors_is_checkpoint_error(saved_rnn) -> None:
     # also without the checksum in config.json: the safetensors reader itself fails
     doc = json.loads((saved_rnn / "config.json").read_text())
     del doc["weights_sha256"]
-    (saved_rnn / "config.json").write_text(json.dumps(doc))
+    (saved_rnn / "config.json").write_text(json.dumps(seal(doc)))
     with pytest.raises(CheckpointError) as e:
         MDNRNN.from_pretrained(saved_rnn)
     _one_line_naming(e, "model.safetensors")
@@ -189,7 +191,7 @@ def test_corrupt_safetensors_is_checkpoint_error(saved_rnn) -> None:
     w.write_bytes(b"\x00" * 64)  # garbage header
     doc = json.loads((saved_rnn / "config.json").read_text())
     del doc["weights_sha256"]
-    (saved_rnn / "config.json").write_text(json.dumps(doc))
+    (saved_rnn / "config.json").write_text(json.dumps(seal(doc)))
     with pytest.raises(CheckpointError) as e:
         MDNRNN.from_pretrained(saved_rnn)
     _one_line_naming(e, "model.safetensors")
@@ -211,7 +213,7 @@ def test_missing_and_mismatched_files_are_checkpoint_errors(tmp_path, saved_rnn)
         ({**doc, "config": {**doc["config"], "bogus": 1}}, "config.json"),
         ({**doc, "config": {**doc["config"], "dropout": 2.0}}, "config.json"),
     ]:
-        cfg_path.write_text(json.dumps(bad))
+        cfg_path.write_text(json.dumps(seal(bad)))
         with pytest.raises(CheckpointError) as e:
             MDNRNN.from_pretrained(saved_rnn)
         _one_line_naming(e, needle)

@@ -18,7 +18,6 @@ a missing, truncated, corrupt or mismatched file raises
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -26,8 +25,9 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import torch
 from typing_extensions import Self
 
-from simlab.data import atomic_path, sha256_file, write_json_atomic
+from simlab.data import atomic_path, sha256_file
 from simlab.errors import CheckpointError, ConfigError
+from simlab.integrity import read_sealed_json, write_sealed_json
 
 FORMAT_VERSION = 1
 """Version of the saved-module layout; a newer one is refused with an upgrade hint."""
@@ -66,11 +66,8 @@ def read_json_doc(path: Path, expected_class: str, kind: str) -> dict[str, Any]:
     """Read and check a saved ``config.json``-like file; CheckpointError naming it otherwise."""
     if not path.exists():
         raise CheckpointError(f"{path}: missing (not a saved {kind}, or saving was interrupted)")
-    try:
-        doc = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError, OSError) as e:
-        raise CheckpointError(f"{path}: not valid JSON ({e})") from None
-    if not isinstance(doc, dict) or "format_version" not in doc or "class" not in doc:
+    doc = read_sealed_json(path, CheckpointError, f"saved {kind} config")
+    if "format_version" not in doc or "class" not in doc:
         raise CheckpointError(f"{path}: not a simlab {kind} config (no format_version/class)")
     fv = doc["format_version"]
     if not isinstance(fv, int) or isinstance(fv, bool) or fv < 1:
@@ -146,7 +143,7 @@ class PretrainedMixin:
             "config": dataclasses.asdict(self.config),
             "weights_sha256": digest,
         }
-        write_json_atomic(path / CONFIG_NAME, doc)
+        write_sealed_json(path / CONFIG_NAME, doc)
         return path
 
     @classmethod

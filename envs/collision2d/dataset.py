@@ -147,6 +147,23 @@ class CollectConfig:
         return -(-self.total // self.videos_per_shard)
 
 
+STATE_BYTES_PER_VIDEO = 1024
+"""A lower bound of the stored bytes of one video's exact states (positions, velocities: 32 frames)."""
+
+
+def check_resources(cfg: CollectConfig, root: Path) -> None:
+    """Refuse (ConfigError, one line) a collection whose shard cannot fit in memory or whose
+    states alone cannot fit on the disk of ``root``, before anything is written."""
+    from simlab.resources import check_disk, check_memory
+
+    per_shard = min(cfg.total, cfg.videos_per_shard)
+    frame_bytes = NUM_FRAMES * cfg.resolution ** 2 * 3
+    check_memory(per_shard * (2 * frame_bytes + STATE_BYTES_PER_VIDEO) if cfg.store_frames
+                 else per_shard * (frame_bytes + STATE_BYTES_PER_VIDEO),
+                 f"a shard of {per_shard} videos at {cfg.resolution}px")
+    check_disk(cfg.total * STATE_BYTES_PER_VIDEO, root, f"a dataset of {cfg.total} videos")
+
+
 def _shard_arrays(cfg: CollectConfig, start: int, stop: int, batch: int,
                   buf: np.ndarray | None) -> dict[str, np.ndarray]:
     arrays = _generate(cfg, start, stop)
@@ -181,6 +198,7 @@ def collect(cfg: CollectConfig, out: str | Path, shard: tuple[int, int] = (0, 1)
 
     root = Path(out)
     i, n = shard
+    check_resources(cfg, root)
     claim_dataset_dir(root, asdict(cfg), resume or n > 1)
     todo = [j for j in range(cfg.num_shards()) if j % n == i]
     res = CollectResult(out=str(root))
@@ -257,7 +275,7 @@ class VideoDataset:
 
     def _read_shard(self, s: dict[str, Any], lo: int, hi: int, frames: bool) -> dict[str, np.ndarray]:
         path = self.root / s["file"]
-        with open_h5(path) as f:
+        with open_h5(path, s["sha256"]) as f:
             if f.attrs.get("kind") != KIND:
                 raise DatasetError(f"{path}: not a collision2d shard")
             sel = slice(lo, hi)

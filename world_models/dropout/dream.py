@@ -55,12 +55,14 @@ import gymnasium
 import numpy as np
 import torch
 from gymnasium import spaces
-from gymnasium.error import ResetNeeded
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
 from simlab.actions import check_box_actions, check_discrete_actions
 from simlab.errors import ActionError, ConfigError
+from simlab.errors import (
+    ResetNeededError as ResetNeeded,  # a SimlabError and a gymnasium ResetNeeded
+)
 from simlab.world_models.base import check_rate, resolve_device
 from simlab.world_models.dropout.mdnrnn import MDNRNN, Masks, _check_tau, sample_mixture
 from simlab.world_models.dropout.model import DropoutWorldModel

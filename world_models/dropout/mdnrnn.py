@@ -32,6 +32,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from simlab.errors import ActionError, ConfigError
+from simlab.training import check_loss, check_weights
 from simlab.world_models.base import PretrainedMixin, check_rate, resolve_device
 from simlab.world_models.dropout.vae import _config
 
@@ -685,6 +686,7 @@ def train_mdnrnn(z: Any, actions: Any, rewards: Any, dones: Any, cfg: RNNTrainCo
                 else:
                     d_loss = mdn.new_zeros(())
                 loss = mdn + cfg.reward_weight * r_loss + cfg.done_weight * d_loss
+                check_loss(loss, step, "mdn-rnn")
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 if cfg.grad_clip > 0:
@@ -699,4 +701,5 @@ def train_mdnrnn(z: Any, actions: Any, rewards: Any, dones: Any, cfg: RNNTrainCo
             flush(float(epoch + 1))
             if limit is not None and step >= limit:
                 break
+    check_weights(model, "mdn-rnn")
     return model.eval()

@@ -164,7 +164,7 @@ class DropoutWorldModel(nn.Module):
     def save_pretrained(self, path: str | Path) -> Path:
         """Write ``vae/``, ``mdnrnn/``, ``start_z.safetensors`` and (last) ``world_model.json``."""
         import simlab
-        from simlab.data import write_json_atomic
+        from simlab.integrity import write_sealed_json
 
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
@@ -184,7 +184,7 @@ class DropoutWorldModel(nn.Module):
             "num_start_z": int(self.start_z.shape[0]),
             "start_z_sha256": digest,
         }
-        write_json_atomic(path / MODEL_JSON, doc)
+        write_sealed_json(path / MODEL_JSON, doc)
         return path
 
     @classmethod

@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 from simlab.errors import ConfigError
+from simlab.training import check_loss, check_weights
 from simlab.world_models.base import PretrainedMixin, resolve_device
 
 LogFn = Callable[[int, dict[str, float]], None]
@@ -311,6 +312,7 @@ def train_vae(frames: np.ndarray, cfg: VAETrainConfig | None = None, device: str
                 idx = np.sort(perm[lo:lo + cfg.batch_size])
                 x = torch.from_numpy(frames[idx]).to(dev)
                 loss, recon, kl = model.loss(x, generator=gen)
+                check_loss(loss, step, "vae")
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
@@ -323,6 +325,7 @@ def train_vae(frames: np.ndarray, cfg: VAETrainConfig | None = None, device: str
             flush(float(epoch + 1))
             if step >= total:
                 break
+    check_weights(model, "vae")
     return model.eval()
 
 

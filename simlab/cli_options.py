@@ -1,0 +1,113 @@
+"""Checked CLI option kinds shared by every ``simlab`` command.
+
+A command declares ``out: Annotated[Path, out_dir("Run directory.")]`` or
+``seed: Annotated[int, seed_opt()]`` and inherits the checks: the raw text is
+parsed here (``--out ''`` is seen as empty, not as ``.``), and a bad value
+fails before the command body runs, with click's one-line "Invalid value for
+'--out': ..." (exit 2 through :func:`simlab.cli.main`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from simlab.errors import SimlabError
+
+MAX_SEED = 2**32 - 1
+"""Largest seed accepted (numpy, torch and gymnasium all take 0..2**32-1)."""
+
+
+def _parser(check: Callable[[str], Any], kind: str) -> Callable[[str], Any]:
+    """A typer ``parser`` running ``check`` on the raw text; ``kind`` tags it for the CLI's
+    structural test (every ``--out`` is an ``out_dir``/``out_file``, every float ``finite``)."""
+    def parse(text: Any) -> Any:
+        if not isinstance(text, str):  # a default value already of the right type
+            text = str(text)
+        try:
+            return check(text)
+        except SimlabError as e:
+            raise typer.BadParameter(str(e)) from None
+        except (ValueError, OverflowError):
+            raise typer.BadParameter(f"{text!r} is not valid here") from None
+
+    parse.__name__ = getattr(check, "__name__", "parse")
+    parse.simlab_kind = kind  # type: ignore[attr-defined]
+    return parse
+
+
+def _out_dir_text(text: str) -> Path:
+    from simlab.paths import check_output_dir
+
+    return check_output_dir(text, option="path")
+
+
+def out_dir(help: str, name: str = "--out") -> Any:
+    """An output directory option: not empty, not a file, creatable/writable."""
+    return typer.Option(name, help=help, parser=_parser(_out_dir_text, "out_dir"), metavar="DIR")
+
+
+def out_file(help: str, suffixes: tuple[str, ...], name: str = "--out") -> Any:
+    """An output file option with one of ``suffixes``: not empty, not a directory, writable."""
+    from simlab.paths import check_output_file
+
+    def check(text: str) -> Path:
+        return check_output_file(text, option="path", suffixes=suffixes)
+
+    return typer.Option(name, help=help, parser=_parser(check, "out_file"), metavar="FILE")
+
+
+def seed_opt(help: str = "Seed.", name: str = "--seed") -> Any:
+    """A seed in ``0..2**32-1``."""
+    return typer.Option(name, help=help, min=0, max=MAX_SEED)
+
+
+def count_opt(help: str, minimum: int = 1, maximum: int | None = None, name: str | None = None) -> Any:
+    """An integer count in ``[minimum, maximum]``."""
+    args = (name,) if name else ()
+    return typer.Option(*args, help=help, min=minimum, max=maximum)
+
+
+def finite_float(text: str, lo: float | None = None, hi: float | None = None, open_lo: bool = False,
+                 open_hi: bool = False) -> float:
+    """``float(text)`` checked by :func:`simlab.validate.check_float` (finite, in range)."""
+    from simlab.validate import check_float
+
+    try:
+        x = float(text)
+    except ValueError:
+        raise typer.BadParameter(f"expected a number, got {text!r}") from None
+    return check_float("the value", x, lo, hi, lo_open=open_lo, hi_open=open_hi)
+
+
+def positive_float_opt(help: str, maximum: float | None = None, name: str | None = None) -> Any:
+    """A finite float > 0 (and <= ``maximum``)."""
+    args = (name,) if name else ()
+
+    def check(text: str) -> float:
+        return finite_float(text, 0.0, maximum, open_lo=True)
+
+    return typer.Option(*args, help=help, parser=_parser(check, "finite"), metavar="FLOAT")
+
+
+def rate_opt(help: str, name: str | None = None) -> Any:
+    """A finite float in ``[0, 1)`` (dropout rates); ``None`` default allowed."""
+    args = (name,) if name else ()
+
+    def check(text: str) -> float:
+        return finite_float(text, 0.0, 1.0, open_hi=True)
+
+    return typer.Option(*args, help=help, parser=_parser(check, "finite"), metavar="FLOAT")
+
+
+def fraction_opt(help: str, name: str | None = None) -> Any:
+    """A finite float in ``[0, 1]`` (fractions of demos, probabilities)."""
+    args = (name,) if name else ()
+
+    def check(text: str) -> float:
+        return finite_float(text, 0.0, 1.0)
+
+    return typer.Option(*args, help=help, parser=_parser(check, "finite"), metavar="FLOAT")
