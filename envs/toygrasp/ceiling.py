@@ -29,7 +29,7 @@ def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
     d = 1 + z * z / n
     c = (p + z * z / (2 * n)) / d
     h = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / d
-    return c - h, c + h
+    return max(0.0, c - h), min(1.0, c + h)  # clamped: rounding can leave -1e-17
 
 
 def expert_success(backend: str, split: str, episodes: int = 100, resolution: int = 96) -> dict[str, Any]:

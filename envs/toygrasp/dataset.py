@@ -27,7 +27,14 @@ Arrays of a shard (``n`` steps, ``m`` demos; each demo's steps contiguous):
 ``success``     (m,) bool            lifted >= 10 cm and held 1 s
 ``object``      (m,) bytes (S32)     object name (``toy/17``, ``duck``, ...)
 ``reset_seed``  (m,) int64           seed passed to ``env.reset`` (replays the start)
+``goal``        (m, 2) float32       shortcut scene only: target colour one-hot [red, blue]
+``view_y``      (m,) float32         shortcut scene only: camera eye y, m
+``swapped``     (m,) bool            shortcut scene only: the other sub-dataset's task
 =============== ==================== ================================================
+
+``scene="shortcut"`` (:mod:`~simlab.envs.toygrasp.shortcut`) records the
+shortcut probe's fragmented dataset: two recoloured toys per demo, the task
+and camera viewpoint tied to the sub-dataset (pybullet only).
 """
 
 from __future__ import annotations
@@ -61,6 +68,8 @@ ENV_IDS = {"pybullet": "simlab/ToyGrasp-v0", "mujoco": "simlab/ToyGraspMJ-v0"}
 MAX_STEPS = 50
 STEP_KEYS = ("rgb", "mask", "proprio", "actions", "rewards", "terminations", "truncations", "demo_id")
 DEMO_KEYS = ("demo_start", "demo_length", "success", "object", "reset_seed")
+OPTIONAL_DEMO_KEYS = ("goal", "view_y", "swapped")
+"""Shortcut scene only: target colour one-hot (m, 2) [red, blue], camera eye y (m,) m, task swapped (m,)."""
 
 
 @dataclass(frozen=True)
@@ -81,6 +90,13 @@ class GraspCollectConfig:
     """Image side in pixels."""
     demos_per_shard: int = 50
     """Demos per shard file (part of the content)."""
+    scene: str = "single"
+    """single (one object) | shortcut (two toys, red and blue, two camera viewpoints: the fragmented
+    dataset of the shortcut probe, :mod:`~simlab.envs.toygrasp.shortcut`; pybullet, toys-train only)."""
+    overlap: float = 0.0
+    """shortcut scene: fraction of demos whose task is the other sub-dataset's (0-1)."""
+    view_aug: bool = False
+    """shortcut scene: draw each demo's camera viewpoint at random between the two views."""
 
     def __post_init__(self) -> None:
         if self.backend not in BACKENDS:
@@ -93,6 +109,13 @@ class GraspCollectConfig:
         if not 16 <= self.resolution <= 512:
             raise ConfigError(f"--resolution must be in 16..512, got {self.resolution}")
         split_objects(self.split, self.toys)  # validates toys
+        if self.scene not in ("single", "shortcut"):
+            raise ConfigError(f"unknown scene {self.scene!r}; single | shortcut")
+        if self.scene == "shortcut" and (self.backend != "pybullet" or self.split != "toys-train"
+                                         or self.toys < 2):
+            raise ConfigError("the shortcut scene needs --backend pybullet, --split toys-train and --toys >= 2")
+        if not 0.0 <= self.overlap <= 1.0:
+            raise ConfigError(f"--overlap must be in [0, 1], got {self.overlap}")
 
     def num_shards(self) -> int:
         return -(-self.demos // self.demos_per_shard)
@@ -108,6 +131,16 @@ class GraspCollectConfig:
         seed = int(np.random.SeedSequence([self.seed, d]).generate_state(1)[0])
         return objects[d * len(objects) // self.demos], seed
 
+    def reset_options(self, d: int) -> tuple[dict[str, Any], dict[str, Any]]:
+        """``(env reset options, extra demo fields)`` of demo ``d`` (the shortcut scene's task and view)."""
+        name, _ = self.demo(d)
+        if self.scene == "single":
+            return {"object": name}, {}
+        from simlab.envs.toygrasp.shortcut import shortcut_demo
+
+        objects = split_objects(self.split, self.toys)
+        return shortcut_demo(self.seed, d, name, objects, self.overlap, self.view_aug)
+
 
 def rollout_shard(cfg: GraspCollectConfig, j: int, on_demo: Any = None) -> dict[str, np.ndarray]:
     """The arrays of shard ``j`` (module docstring), from a fresh env and the scripted expert."""
@@ -121,7 +154,8 @@ def rollout_shard(cfg: GraspCollectConfig, j: int, on_demo: Any = None) -> dict[
     try:
         for d in range(*cfg.shard_range(j)):
             name, seed = cfg.demo(d)
-            obs, info = env.reset(seed=seed, options={"object": name})
+            options, extra = cfg.reset_options(d)
+            obs, info = env.reset(seed=seed, options=options)
             start = len(steps["actions"])
             for t in range(MAX_STEPS):
                 a = expert.act(obs)
@@ -137,6 +171,8 @@ def rollout_shard(cfg: GraspCollectConfig, j: int, on_demo: Any = None) -> dict[
             for k, v in (("demo_start", start), ("demo_length", len(steps["actions"]) - start),
                          ("success", bool(info["is_success"])), ("object", name.encode()), ("reset_seed", seed)):
                 demos[k].append(v)
+            for k, v in extra.items():
+                demos.setdefault(k, []).append(v)
             if on_demo is not None:
                 on_demo()
     finally:
@@ -144,7 +180,7 @@ def rollout_shard(cfg: GraspCollectConfig, j: int, on_demo: Any = None) -> dict[
     dtypes = {"rgb": np.uint8, "mask": np.uint8, "proprio": np.float32, "actions": np.float32,
               "rewards": np.float32, "terminations": bool, "truncations": bool, "demo_id": np.int64,
               "demo_start": np.int64, "demo_length": np.int64, "success": bool, "object": "S32",
-              "reset_seed": np.int64}
+              "reset_seed": np.int64, "goal": np.float32, "view_y": np.float32, "swapped": bool}
     out = {k: np.asarray(v, dtypes[k]) for k, v in {**steps, **demos}.items()}
     return out
 
@@ -213,7 +249,8 @@ class GraspDemos:
         with open_h5(self.root / s["file"]) as f:
             if f.attrs.get("kind") != KIND:
                 raise DatasetError(f"{self.root / s['file']}: not a {KIND} shard")
-            return {name: read_h5_array(f, name) for name in (*STEP_KEYS, *DEMO_KEYS)}
+            return {name: read_h5_array(f, name) for name in (*STEP_KEYS, *DEMO_KEYS, *OPTIONAL_DEMO_KEYS)
+                    if name in f or name not in OPTIONAL_DEMO_KEYS}
 
     def episodes(self):  # -> Iterator[dict[str, Any]]
         """Every demo in order: per-step arrays sliced to the demo, plus ``success``, ``object``, ``demo_id``."""
@@ -223,6 +260,7 @@ class GraspDemos:
                 ep = {key: a[key][lo:lo + ln] for key in STEP_KEYS}
                 ep.update(success=bool(a["success"][e]), object=a["object"][e].decode(),
                           demo_id=int(a["demo_id"][lo]), reset_seed=int(a["reset_seed"][e]))
+                ep.update({key: a[key][e] for key in OPTIONAL_DEMO_KEYS if key in a})
                 yield ep
 
     def __repr__(self) -> str:

@@ -31,7 +31,15 @@ Rewards:
 Starting State:
     Object from the split chosen with ``self.np_random`` (or
     ``options={"object": name}``), COM at x in [0.45, 0.62], y in [-0.12,
-    0.12] m, heading uniform, dropped 5 mm above the table.
+    0.12] m, heading uniform, dropped 5 mm above the table. More options
+    (pybullet only, for the shortcut probe): ``color`` recolours the target
+    (a toy colour name), ``distractor`` (an object name) adds a second,
+    non-target object (recoloured by ``distractor_color``); then both COMs are
+    drawn as one i.i.d. pair over x in [0.45, 0.62], y in [-0.2, 0.2] m, at
+    their extents at least 4 cm apart (so position never tells which is the target); the
+    distractor's height is reported as ``info["distractor_lift"]``
+    (m above its rest height), and ``camera_eye`` (3,) m moves the camera
+    (still looking at the same point).
 Episode End:
     Terminated when the object's COM has been >= 10 cm above its resting
     height for 1 s (10 consecutive control steps): ``info["is_success"]``.
@@ -70,6 +78,30 @@ HOME_TCP = np.array([0.43, 0.0, 0.30])
 ACTION_TOL = 1e-6
 DOWN = np.diag([1.0, -1.0, -1.0])
 """TCP rotation pointing down with heading 0 (fingers close along world y)."""
+
+
+SEPARATION = 0.04
+"""m; least gap between the horizontal extents of the target and a distractor."""
+TWO_OBJECT_SPAWN_Y = (-0.2, 0.2)
+"""m; y range of a distractor's COM (wider than the target's, to leave room)."""
+
+
+def recolored(body: Any, color: str | None) -> Any:
+    """``body`` in one of the toy colours (``red``, ``green``, ``blue``, ``yellow``); None: unchanged."""
+    if color is None:
+        return body
+    import dataclasses
+
+    from simlab.envs.toygrasp.toys import COLORS
+
+    if color not in COLORS:
+        raise ConfigError(f"unknown colour {color!r}; one of {', '.join(COLORS)}")
+    return dataclasses.replace(body, name=f"{body.name}@{color}", rgba=COLORS[color])
+
+
+def _radius(body: Any) -> float:
+    """m; largest horizontal distance of the body's points from its COM (any heading)."""
+    return float(np.linalg.norm(np.asarray(body.points)[:, :2], axis=1).max())
 
 
 def tcp_rotation(yaw: float) -> np.ndarray:
@@ -116,6 +148,7 @@ class ToyGraspEnv(gym.Env):
         self.sim = make_sim(backend, resolution)
         self._frame: np.ndarray | None = None
         self.object_name = ""
+        self.distractor_name = ""
 
     # ---- episode ---------------------------------------------------------------------------
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
@@ -125,18 +158,23 @@ class ToyGraspEnv(gym.Env):
         name = options.get("object")
         pick = int(rng.integers(len(self.objects)))
         name = self.objects[pick] if name is None else str(name)
-        body = body_of(name)
+        body = recolored(body_of(name), options.get("color"))
         x, y = rng.uniform(*scene.SPAWN_X), rng.uniform(*scene.SPAWN_Y)
         yaw = rng.uniform(-np.pi, np.pi)
         quat = np.array([np.cos(yaw / 2), 0.0, 0.0, np.sin(yaw / 2)])
         self.body, self.object_name = body, name
+        distractor = self._two_object_options(options)
+        if distractor is not None:  # both positions from one symmetric draw: position never tells the target
+            (x, y), d_xy = self._two_positions(body, distractor, rng)
         self.sim.load_body(body, np.array([x, y, body.half_height + scene.DROP_CLEARANCE]), quat)
+        self._place_distractor(options, rng, distractor, d_xy if distractor is not None else None)
         self.q_target = panda.HOME_Q.copy()  # IK seed
         self.q_target = self._ik(HOME_TCP, 0.0)
         self.sim.reset_robot(self.q_target, panda.FINGER_OPEN)
         self.sim.step(scene.SETTLE_STEPS)
         self.tcp_target, self.yaw_target, self.closed = HOME_TCP.copy(), 0.0, False
         self.rest_z = float(self.sim.body_pose()[0][2])
+        self.distractor_rest_z = float(self.sim.distractor_pose()[0][2]) if self.distractor_name else 0.0
         self.lifted_steps, self.steps = 0, 0
         obs = self._obs()
         return obs, self._info(False)
@@ -179,8 +217,56 @@ class ToyGraspEnv(gym.Env):
                 "proprio": np.clip(proprio, -4.0, 4.0)}
 
     def _info(self, success: bool, lift: float = 0.0) -> dict[str, Any]:
-        return {"is_success": bool(success), "object": self.object_name, "lift": lift,
+        info = {"is_success": bool(success), "object": self.object_name, "lift": lift,
                 "lifted_steps": self.lifted_steps, "backend": self.backend}
+        if self.distractor_name:
+            info["distractor"] = self.distractor_name
+            info["distractor_lift"] = (float(self.sim.distractor_pose()[0][2]) - self.distractor_rest_z
+                                       if self.steps else 0.0)
+        return info
+
+    # ---- two-object scenes (the shortcut probe; pybullet only) -----------------------------
+    def _two_object_options(self, options: dict[str, Any]) -> Any:
+        """Check the two-object options, point the camera (default pose unless ``camera_eye``);
+        returns the distractor's body (recoloured) or None."""
+        two = options.get("distractor") is not None or options.get("camera_eye") is not None
+        if two and self.backend != "pybullet":
+            raise ConfigError("two-object scenes and camera moves (the shortcut probe) are pybullet-only")
+        if self.backend != "pybullet":
+            return None
+        eye = options.get("camera_eye")
+        eye = scene.CAMERA_EYE if eye is None else np.asarray(eye, np.float64)
+        if eye.shape != (3,) or not np.isfinite(eye).all():
+            raise ConfigError(f"camera_eye must be 3 finite numbers (m), got {options.get('camera_eye')!r}")
+        self.sim.set_camera(eye)
+        name = options.get("distractor")
+        return None if name is None else recolored(body_of(str(name)), options.get("distractor_color"))
+
+    def _two_positions(self, target: Any, distractor: Any, rng: np.random.Generator
+                       ) -> tuple[np.ndarray, np.ndarray]:
+        """COM positions ``(2,)`` m of target and distractor: drawn as an i.i.d. uniform pair over
+        x in SPAWN_X, y in :data:`TWO_OBJECT_SPAWN_Y`, redrawn until their horizontal extents are
+        :data:`SEPARATION` apart (a symmetric law: where a toy lies says nothing of which is the target)."""
+        gap = _radius(target) + _radius(distractor) + SEPARATION
+        for _ in range(1000):
+            a, b = (np.array([rng.uniform(*scene.SPAWN_X), rng.uniform(*TWO_OBJECT_SPAWN_Y)]) for _ in range(2))
+            if np.linalg.norm(a - b) >= gap:
+                return a, b
+        raise ConfigError(f"no room for two objects this large ({gap:.3f} m apart) on the table")
+
+    def _place_distractor(self, options: dict[str, Any], rng: np.random.Generator, body: Any,
+                          xy: np.ndarray | None) -> None:
+        """Drop the distractor ``body`` at ``xy`` (2,) m with a random heading; remove it when None."""
+        self.distractor_name = ""
+        if self.backend != "pybullet":
+            return
+        if body is None:
+            self.sim.load_distractor(None)
+            return
+        yaw = rng.uniform(-np.pi, np.pi)
+        quat = np.array([np.cos(yaw / 2), 0.0, 0.0, np.sin(yaw / 2)])
+        self.sim.load_distractor(body, np.array([*xy, body.half_height + scene.DROP_CLEARANCE]), quat)
+        self.distractor_name = str(options["distractor"])
 
     def _check_action(self, action: Any) -> np.ndarray:
         try:

@@ -143,6 +143,7 @@ class PyBulletSim:
         self.table = p.createMultiBody(0, col, vis, scene.TABLE_POS, physicsClientId=self.cid)
         p.changeDynamics(self.table, -1, lateralFriction=scene.FRICTION, physicsClientId=self.cid)
         self.obj: int | None = None
+        self.distractor: int | None = None
         self.view = p.computeViewMatrix(scene.CAMERA_EYE.tolist(), scene.CAMERA_TARGET.tolist(), [0, 0, 1])
         self.proj = p.computeProjectionMatrixFOV(scene.CAMERA_FOVY, width / height, scene.CAMERA_NEAR,
                                                  scene.CAMERA_FAR)
@@ -157,6 +158,31 @@ class PyBulletSim:
                               flags=p.URDF_USE_INERTIA_FROM_FILE)
         p.changeDynamics(self.obj, -1, lateralFriction=scene.FRICTION, spinningFriction=0.001,
                          rollingFriction=0.0001, physicsClientId=c)
+
+    def load_distractor(self, body: BodySpec | None, pos: np.ndarray | None = None,
+                        quat: np.ndarray | None = None) -> None:
+        """Replace the second (non-target) object by ``body`` at ``pos``/``quat``; None removes it.
+
+        It is drawn and collides like the target, but is not in the target mask.
+        """
+        p, c = self.p, self.cid
+        if self.distractor is not None:
+            p.removeBody(self.distractor, physicsClientId=c)
+            self.distractor = None
+        if body is not None:
+            self.distractor = p.loadURDF(_urdf_file(body), list(pos), to_xyzw(quat), physicsClientId=c,
+                                         flags=p.URDF_USE_INERTIA_FROM_FILE)
+            p.changeDynamics(self.distractor, -1, lateralFriction=scene.FRICTION, spinningFriction=0.001,
+                             rollingFriction=0.0001, physicsClientId=c)
+
+    def distractor_pose(self) -> tuple[np.ndarray, np.ndarray]:
+        """The second object's COM position (3,) m and orientation (w, x, y, z)."""
+        pos, orn = self.p.getBasePositionAndOrientation(self.distractor, physicsClientId=self.cid)
+        return np.array(pos), from_xyzw(orn)
+
+    def set_camera(self, eye: np.ndarray, target: np.ndarray = scene.CAMERA_TARGET) -> None:
+        """Move the camera to ``eye`` (3,) m, looking at ``target`` (3,) m, world z up."""
+        self.view = self.p.computeViewMatrix(list(map(float, eye)), list(map(float, target)), [0, 0, 1])
 
     def reset_robot(self, q: np.ndarray, finger: float) -> None:
         """Teleport the arm to ``q`` (7,) rad, each finger to ``finger`` m, at rest, and hold there."""

@@ -1,0 +1,172 @@
+"""The shortcut probe: does a goal-conditioned grasp policy follow the viewpoint instead of the instruction?
+
+One call (``simlab eval shortcut-probe --out DIR``) runs, per variant of the
+fragmented dataset (:mod:`~simlab.envs.toygrasp.shortcut`):
+
+1. collect the demos (``scene="shortcut"``; skipped when complete),
+2. train a goal-conditioned grasp BC policy on them: the mean-pooling encoder
+   (the target mask would give the answer away, so the policy gets only the
+   image, the proprioception and the target colour one-hot),
+3. evaluate it in four conditions, ``episodes`` each: the two seen pairings
+   (view A + "red", view B + "blue") and the two probes (view A + "blue",
+   view B + "red"), counting per episode whether it lifted the instructed
+   toy (the env's success), the other toy (>= 10 cm above its rest at any
+   step), or neither, and, more sensitive when grasps fail, which toy was
+   nearer the hand (horizontally) when it first closed the gripper.
+
+Variants: ``fragmented`` (no overlap), ``overlap`` (``overlap`` of the demos
+carry the other sub-dataset's task) and ``view-aug`` (random viewpoint per
+demo). The scripted expert (reads the geometry, so it grasps the instructed
+toy whatever the view) is run on the same probe episodes as the ceiling.
+Writes ``DIR/report.json`` and ``DIR/report.md``; every stage resumes.
+
+Probe episodes: condition episode ``i`` resets with seed ``100000 + seed + i``,
+target ``toy/(2 i mod toys)`` and distractor the toy half the list away (as
+in the data), so all policies and variants see the same scenes.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from simlab.data import write_json_atomic
+from simlab.errors import ConfigError
+
+CONDITIONS = (("A", "red", "seen"), ("B", "blue", "seen"), ("A", "blue", "probe"), ("B", "red", "probe"))
+"""(view, instructed colour, kind) of the evaluation conditions."""
+LIFT = 0.10
+"""m; an object counts as grasped once its COM is this far above its rest height."""
+
+
+def probe_episode(env: Any, actor: Any, view: str, color: str, i: int, seed: int, toys: int
+                  ) -> dict[str, Any]:
+    """One probe episode; returns ``{"instructed", "other", "neither"}`` flags and the episode's objects."""
+    from simlab.envs.toygrasp.shortcut import VIEW_EYES, goal_onehot, probe_options
+
+    objects = [f"toy/{k}" for k in range(toys)]
+    target = objects[(2 * i) % toys]
+    distractor = objects[(objects.index(target) + toys // 2) % toys]
+    opts = probe_options(target, distractor, color, VIEW_EYES[view][1])
+    obs, info = env.reset(seed=100_000 + seed + i, options=opts)
+    actor.reset()
+    if hasattr(actor, "goal"):
+        actor.goal = goal_onehot(color)
+    lift, other = 0.0, 0.0
+    success = False
+    went_for = None
+    for _ in range(50):
+        a = np.asarray(actor.act(obs), np.float32)
+        if went_for is None and a[4] > 0:  # the first closing action: which toy is under the hand?
+            tcp = env.tcp_target[:2]
+            d_t = np.linalg.norm(tcp - env.sim.body_pose()[0][:2])
+            d_o = np.linalg.norm(tcp - env.sim.distractor_pose()[0][:2])
+            went_for = "instructed" if d_t <= d_o else "other"
+        obs, _, term, _, info = env.step(a)
+        lift, other = max(lift, info["lift"]), max(other, info["distractor_lift"])
+        success = success or bool(info["is_success"])
+        if term:
+            break
+    instructed = success or lift >= LIFT
+    grabbed_other = other >= LIFT
+    return {"seed": 100_000 + seed + i, "target": target, "distractor": distractor, "view": view, "color": color,
+            "instructed": bool(instructed), "other": bool(grabbed_other and not instructed),
+            "neither": bool(not instructed and not grabbed_other), "max_lift": lift, "max_other_lift": other,
+            "closed_at_instructed": went_for == "instructed", "closed_at_other": went_for == "other"}
+
+
+def evaluate_probe(actor: Any, episodes: int, seed: int = 0, toys: int = 250, resolution: int = 96
+                   ) -> dict[str, Any]:
+    """The four conditions (:data:`CONDITIONS`) with ``episodes`` each, in pybullet.
+
+    Returns ``{"A/red": {"kind", "instructed", "other", "neither", "n", "episodes": [...]}, ...}``
+    (counts of episodes).
+    """
+    from simlab.envs.toygrasp.env import ToyGraspEnv
+
+    env = ToyGraspEnv("pybullet", resolution=resolution)
+    if hasattr(actor, "bind"):
+        actor.bind(env)
+    out: dict[str, Any] = {}
+    try:
+        for view, color, kind in CONDITIONS:
+            eps = [probe_episode(env, actor, view, color, i, seed, toys) for i in range(episodes)]
+            out[f"{view}/{color}"] = {"kind": kind, "n": len(eps),
+                                      **{k: int(sum(e[k] for e in eps)) for k in (
+                                          "instructed", "other", "neither", "closed_at_instructed",
+                                          "closed_at_other")},
+                                      "episodes": eps}
+    finally:
+        env.close()
+    return out
+
+
+def run_shortcut_probe(out: str | Path, demos: int = 200, steps: int = 1000, episodes: int = 20,
+                       overlap: float = 0.2, toys: int = 250, seed: int = 0, variants: tuple[str, ...] = (
+                           "fragmented", "overlap", "view-aug"), bc_overrides: tuple[str, ...] = (),
+                       resolution: int = 96, progress: bool = True) -> dict[str, Any]:
+    """Run the probe (module docstring) into ``out``; returns the report dict (also ``report.json``)."""
+    from simlab.envs.toygrasp.ceiling import wilson
+    from simlab.envs.toygrasp.dataset import GraspCollectConfig, collect_toygrasp
+    from simlab.policies.grasp_bc import GraspBCPolicy, grasp_bc_config, train_grasp_bc
+    from simlab.policies.grasp_eval import ExpertActor
+
+    settings = {"fragmented": (0.0, False), "overlap": (overlap, False), "view-aug": (0.0, True)}
+    for v in variants:
+        if v not in settings:
+            raise ConfigError(f"unknown shortcut-probe variant {v!r}; one of {', '.join(settings)}")
+    if demos < 2 or steps < 1 or episodes < 1:
+        raise ConfigError(f"need demos >= 2, steps >= 1, episodes >= 1; got {demos}, {steps}, {episodes}")
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    report: dict[str, Any] = {"resolution": resolution, "demos": demos, "steps": steps, "episodes_per_condition": episodes,
+                              "overlap": overlap, "toys": toys, "seed": seed, "variants": {}}
+    done_path = out / "probe_results.json"
+    done = json.loads(done_path.read_text()) if done_path.exists() else {}
+    for v in variants:
+        ov, aug = settings[v]
+        t0 = time.perf_counter()
+        if v not in done:
+            cfg = GraspCollectConfig(backend="pybullet", toys=toys, demos=demos, seed=seed, scene="shortcut",
+                                     overlap=ov, view_aug=aug, demos_per_shard=50,
+                                     resolution=resolution)
+            data = out / f"data_{v}"
+            collect_toygrasp(cfg, data, resume=True, progress=progress)
+            run = out / f"run_{v}"
+            bc = grasp_bc_config([], ["encoder=meanpool", f"data={data}", f"steps={steps}", f"seed={seed}",
+                                      *bc_overrides])
+            train_grasp_bc(bc, run, resume=run.exists(), progress=progress)
+            pol = GraspBCPolicy.load(run / "policy")
+            res = evaluate_probe(pol, episodes, seed, toys, resolution)
+            done[v] = {"overlap": ov, "view_aug": aug, "seconds": time.perf_counter() - t0, "conditions": res}
+            write_json_atomic(done_path, done)
+        report["variants"][v] = done[v]
+    if "expert" not in done:
+        done["expert"] = {"conditions": evaluate_probe(ExpertActor(), episodes, seed, toys, resolution)}
+        write_json_atomic(done_path, done)
+    report["expert"] = done["expert"]
+    for entry in [*report["variants"].values(), report["expert"]]:
+        for c in entry["conditions"].values():
+            for k in ("instructed", "other"):
+                c[f"{k}_ci95"] = list(wilson(c[k], c["n"]))
+    write_json_atomic(out / "report.json", report)
+    (out / "report.md").write_text(format_probe(report))
+    return report
+
+
+def format_probe(report: dict[str, Any]) -> str:
+    """Markdown table: per variant and condition, instructed / other (the shortcut) / neither."""
+    lines = [("| policy | condition | kind | lifted instructed toy | lifted other toy | neither | closed nearer "
+             "the instructed toy | closed nearer the other toy |"), "|---|---|---|---:|---:|---:|---:|---:|"]
+    rows = [(f"BC, {v}", e) for v, e in report["variants"].items()] + [("scripted expert", report["expert"])]
+    for label, entry in rows:
+        for cond, c in entry["conditions"].items():
+            n = c["n"]
+            lines.append(f"| {label} | view {cond.replace('/', ', goal ')} | {c['kind']} | {c['instructed']}/{n} | "
+                         f"{c['other']}/{n} | {c['neither']}/{n} | {c['closed_at_instructed']}/{n} | "
+                         f"{c['closed_at_other']}/{n} |")
+    return "\n".join(lines) + "\n"
