@@ -3,6 +3,12 @@
 The IMPALA-CNN of Espeholt et al. (2018), as used by Procgen's PPO baseline:
 three stacks (conv 3x3 -> max-pool 3x3 stride 2 -> two residual blocks) of
 16, 32, 32 channels, then ReLU -> linear 256 -> ReLU.
+
+A depth of 0 in ``depths`` is a parameter-free 2x2 average-pool stage
+(halves H and W, keeps the channels): ``(0, 16, 32, 32)`` runs the standard
+IMPALA-CNN on a 32x32 view of a 64x64 frame at about a third of the CPU cost
+(``docs/procgen_rl.md``), and the weights still save and load as an
+``ImpalaActor`` whose observations are the full frames.
 """
 
 from __future__ import annotations
@@ -40,6 +46,8 @@ class ConvSequence(nn.Module):
 class ImpalaCNN(nn.Module):
     """IMPALA-CNN encoder.
 
+    ``depths``: channels of each stack; a 0 is a 2x2 average-pool stage instead
+    (no parameters), e.g. ``(0, 16, 32, 32)`` = downsample 64 -> 32 first.
     Input: ``(B, H, W, C)`` uint8 images (channels last, as envs emit them) or
     ``(B, C, H, W)`` floats in [0, 1] when ``channels_last=False``.
     Output: ``(B, features_dim)`` float features.
@@ -51,6 +59,10 @@ class ImpalaCNN(nn.Module):
         self.channels_last = channels_last
         seqs, ch, size = [], in_channels, image_size
         for d in depths:
+            if d == 0:
+                seqs.append(nn.AvgPool2d(2, stride=2, ceil_mode=True))
+                size = (size + 1) // 2
+                continue
             seqs.append(ConvSequence(ch, d))
             ch, size = d, (size + 1) // 2
         self.seqs = nn.Sequential(*seqs)

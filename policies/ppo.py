@@ -13,6 +13,10 @@ run directory::
     RUN/checkpoints/latest/policy/       the exported actor (config.json + model.safetensors)
     RUN/checkpoints/latest/state.json    num_timesteps of the checkpoint (written last)
     RUN/checkpoints/best/policy/         best policy by eval return (when eval_every > 0)
+    RUN/checkpoints/step_<N>/policy/     kept policies of periodic checkpoints (keep_checkpoints=true)
+    RUN/baselines.json                   uniform-random and stand-still returns on eval_splits
+    RUN/learning_curve.{csv,json}        return vs env steps and wall time (+ eval/ with 95% CIs)
+    RUN/plots/learning_curve.png         the same, with the fixed baselines as dashed lines
     RUN/policy/                          the final exported actor (evaluate / load_policy read it)
 
 Usage::
@@ -48,7 +52,8 @@ from simlab.runs import RunDir
 
 SB3_ZIP = "sb3_model.zip"
 STATE = "state.json"
-RESUMABLE_CHANGES = frozenset({"total_timesteps", "checkpoint_every", "eval_every", "device", "torch_threads"})
+RESUMABLE_CHANGES = frozenset({"total_timesteps", "checkpoint_every", "eval_every", "device", "torch_threads",
+                               "keep_checkpoints", "baseline_episodes", "eval_deterministic"})
 """Config keys that may differ when resuming (they do not change the learning problem)."""
 
 
@@ -106,8 +111,17 @@ class PPOConfig:
     """Episodes per split for the periodic evaluation."""
     eval_splits: list[str] = field(default_factory=lambda: ["train", "val"])
     """Splits of the periodic evaluation; the last one selects checkpoints/best."""
+    eval_deterministic: bool = True
+    """Greedy (argmax) actions in the periodic evaluation, else sampled from the policy's softmax
+    (as Procgen's protocol evaluates PPO)."""
     checkpoint_every: int = 500_000
     """Save checkpoints/latest every this many env steps (0 = only at the end)."""
+    keep_checkpoints: bool = False
+    """Also keep a copy of each periodic checkpoint's policy as ``checkpoints/step_<N>/policy``
+    (early policies for suboptimal / mixed behaviour datasets)."""
+    baseline_episodes: int = 0
+    """Episodes per eval split for the fixed-policy baselines (uniform random, stand still) drawn
+    into the learning curve (0 = none)."""
 
     def __post_init__(self) -> None:
         from simlab.envs.procgen.base import ProcgenOptions
@@ -131,12 +145,26 @@ class PPOConfig:
                 raise ConfigError(f"config key {k!r} must be in [0, 1], got {getattr(self, k)}")
         if self.lr <= 0 or self.clip <= 0:
             raise ConfigError("lr and clip must be > 0")
-        if len(self.cnn_depths) < 1 or min(self.cnn_depths) < 1:
-            raise ConfigError(f"cnn_depths must be positive channel counts, got {self.cnn_depths}")
+        if not any(d > 0 for d in self.cnn_depths) or min(self.cnn_depths) < 0:
+            raise ConfigError(f"cnn_depths must be channel counts (0 = a 2x2 average-pool stage) with at "
+                              f"least one > 0, got {self.cnn_depths}")
         if self.device != "auto" and not (self.device == "cpu" or self.device.startswith("cuda")
                                           or self.device == "mps"):
             raise ConfigError(f"device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
 
+
+CPU_PRESET: dict[str, Any] = {
+    "num_envs": 64, "n_steps": 128, "batch_size": 512, "n_epochs": 3, "lr": 5e-4, "gamma": 0.99,
+    "cnn_depths": [0, 8, 16, 16], "features_dim": 256, "total_timesteps": 786_432,
+    "eval_every": 131_072, "eval_episodes": 32, "eval_deterministic": False,
+    "checkpoint_every": 131_072, "keep_checkpoints": True, "baseline_episodes": 64, "device": "cpu",
+}
+"""The ``cpu`` preset: a half-width IMPALA-CNN on a 2x2-average-pooled 32x32 view ([0, 8, 16, 16]:
+about 8x cheaper per sample than the full 64x64 [16, 32, 32] network on a CPU core), 64 envs x
+128 steps, 3 epochs of minibatches of 512 (48 Adam steps per rollout), gamma 0.99, 786,432 steps:
+measured 2.4 ms of CPU per env step with one torch thread, so about 31 CPU-minutes.
+Chosen by measurement (``docs/procgen_rl.md``); periodic evaluation on train and held-out levels
+and the fixed baselines make the learning curve."""
 
 PRESETS: dict[str, dict[str, Any]] = {
     "debug": {
@@ -144,15 +172,25 @@ PRESETS: dict[str, dict[str, Any]] = {
         "cnn_depths": [8, 16, 16], "features_dim": 64, "checkpoint_every": 1024, "eval_every": 0,
         "eval_episodes": 4, "torch_threads": 1,
     },
+    "cpu": CPU_PRESET,
 }
-"""Built-in presets (``debug``: a few thousand steps with a small CNN, for tests and smoke runs)."""
+"""Built-in presets (``debug``: a few thousand steps with a small CNN, for tests and smoke runs;
+``cpu``: about 30 CPU-minutes with the network sized for a CPU, see :data:`CPU_PRESET`)."""
 
 
 def ppo_config(presets: list[str] | tuple[str, ...] = (), overrides: list[str] | tuple[str, ...] = ()) -> PPOConfig:
     """Defaults <- presets in order (built-in :data:`PRESETS` or ``assets/presets/ppo/<name>.yaml``) <- overrides."""
     data = to_dict(PPOConfig())
     for name in presets:
-        data.update(PRESETS[name] if name in PRESETS else load_preset("ppo", name))
+        if name in PRESETS:
+            data.update(PRESETS[name])
+            continue
+        try:
+            data.update(load_preset("ppo", name))
+        except ConfigError as e:
+            if "unknown preset" not in str(e):
+                raise  # a preset file that exists but is malformed
+            raise ConfigError(f"unknown ppo preset {name!r}; built-in: {', '.join(PRESETS)}") from None
     for ov in overrides:
         path, value = parse_override(ov)
         key = ".".join(path)
@@ -266,12 +304,29 @@ def make_logger(run: RunDir) -> Logger:
 
 
 def save_checkpoint(run: RunDir, model: PPO, cfg: PPOConfig, name: str = "latest") -> Path:
-    """Atomically write ``checkpoints/<name>/``: SB3 zip, exported policy, state.json (last)."""
+    """Atomically write ``checkpoints/<name>/``: SB3 zip, exported policy, state.json (last).
+
+    DivergedError (nothing written) when the weights are no longer finite: a NaN loss in SB3's
+    update leaves NaN weights, and the last good checkpoint must stay the newest.
+    """
+    from simlab.training import check_weights
+
+    check_weights(model.policy, "ppo")
     final = run.checkpoint(name)
     with atomic_dir(final) as tmp:
         # The SB3 zip (its own format, with torch-pickled state) is only read back by --resume here;
         # the policy that leaves the run is the safetensors export next to it.
         model.save(tmp / SB3_ZIP)
+        save_policy(tmp / "policy", export_actor(model), policy_meta(model, cfg))
+        write_json_atomic(tmp / STATE, {"format_version": 1, "num_timesteps": int(model.num_timesteps),
+                                        "time": time.time()})
+    return final
+
+
+def keep_policy(run: RunDir, model: PPO, cfg: PPOConfig) -> Path:
+    """Write the current actor to ``checkpoints/step_<num_timesteps>/policy`` (kept for good)."""
+    final = run.checkpoint(f"step_{int(model.num_timesteps)}")
+    with atomic_dir(final) as tmp:
         save_policy(tmp / "policy", export_actor(model), policy_meta(model, cfg))
         write_json_atomic(tmp / STATE, {"format_version": 1, "num_timesteps": int(model.num_timesteps),
                                         "time": time.time()})
@@ -299,6 +354,110 @@ def _accept_budget_change(out: Path, cfg: PPOConfig) -> None:
         save_yaml(cfg, p)
 
 
+# ---- learning curve -------------------------------------------------------------------------------
+BASELINES = "baselines.json"
+CURVE = "learning_curve"
+CURVE_KEYS = ("rollout/ep_rew_mean", "rollout/ep_len_mean", "time/fps", "time/process_cpu_s")
+
+
+def fixed_baselines(cfg: PPOConfig, run: RunDir) -> dict[str, dict[str, Any]]:
+    """Mean return (+- 95% CI, success) of uniform-random and stand-still play on ``eval_splits``.
+
+    Written once to ``RUN/baselines.json`` (same levels and seed as the periodic evaluation,
+    ``baseline_episodes`` episodes per split) and read back on resume.
+    """
+    from simlab.policies.evaluate import evaluate
+    from simlab.policies.fixed import StandStill, UniformRandom
+
+    p = run.path / BASELINES
+    if p.exists():
+        return json.loads(p.read_text())["baselines"]
+    out: dict[str, dict[str, Any]] = {}
+    for name, pol in (("uniform random", UniformRandom(cfg.seed)), ("stand still", StandStill())):
+        res = evaluate(pol, cfg.env_id, cfg.eval_splits, cfg.baseline_episodes, seed=cfg.seed,
+                       num_envs=min(cfg.baseline_episodes, cfg.num_envs))
+        out[name] = {split: {k: r[k] for k in ("mean_return", "ci95", "success_rate", "mean_length")}
+                     for split, r in res.items()}
+    write_json_atomic(p, {"env_id": cfg.env_id, "episodes": cfg.baseline_episodes, "seed": cfg.seed,
+                          "baselines": out})
+    return out
+
+
+def learning_curve(run: RunDir) -> list[dict[str, float]]:
+    """Rows of the learning curve from ``metrics.jsonl``: ``step`` (env steps), ``elapsed_s``
+    (wall seconds since the first record), training-episode return / length over SB3's last 100
+    episodes, steps/s, and every ``eval/`` value logged at that step."""
+    recs = run.metrics()
+    if not recs:
+        return []
+    t0 = min(float(r.get("time", 0.0)) for r in recs)
+    rows: list[dict[str, float]] = []
+    for r in recs:
+        row = {"step": int(r["step"]), "elapsed_s": round(float(r.get("time", t0)) - t0, 3)}
+        row.update({k: float(r[k]) for k in CURVE_KEYS if k in r})
+        row.update({k: float(v) for k, v in r.items() if k.startswith("eval/")})
+        if len(row) > 2:
+            rows.append(row)
+    return rows
+
+
+def write_learning_curve(run: RunDir) -> Path:
+    """Write ``RUN/learning_curve.{csv,json,png}`` (return vs env steps, eval splits with 95% CIs,
+    fixed-policy baselines as dashed lines); returns the PNG path."""
+    import csv
+    import io
+
+    rows = learning_curve(run)
+    base_path = run.path / BASELINES
+    baselines = json.loads(base_path.read_text())["baselines"] if base_path.exists() else {}
+    cols = ["step", "elapsed_s", *sorted({k for r in rows for k in r} - {"step", "elapsed_s"})]
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=cols)
+    w.writeheader()
+    w.writerows(rows)
+    (run.path / f"{CURVE}.csv").write_text(buf.getvalue())
+    write_json_atomic(run.path / f"{CURVE}.json", {"rows": rows, "baselines": baselines})
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    cfg_path = run.path / "config.yaml"
+    c = run.config(PPOConfig) if cfg_path.exists() else None
+    mode = "greedy" if c is None or c.eval_deterministic else "sampled actions"
+    fig, ax = plt.subplots(figsize=(9, 4.2))
+    tr = [(r["step"], r["rollout/ep_rew_mean"]) for r in rows if "rollout/ep_rew_mean" in r]
+    if tr:
+        ax.plot(*zip(*tr), color="0.6", lw=1, label="training episodes (last 100, sampled actions)")
+    splits = sorted({k[len("eval/"):-len("_mean_return")] for r in rows for k in r
+                     if k.startswith("eval/") and k.endswith("_mean_return")})
+    for i, split in enumerate(splits):
+        pts = [(r["step"], r[f"eval/{split}_mean_return"], r.get(f"eval/{split}_ci95", 0.0))
+               for r in rows if f"eval/{split}_mean_return" in r]
+        x, y, e = zip(*pts)
+        ax.errorbar(x, y, yerr=e, color=f"C{i}", marker="o", ms=3, capsize=2, label=f"eval {split} ({mode}, 95% CI)")
+        for j, (name, res) in enumerate(baselines.items()):
+            if split in res:
+                ax.axhline(res[split]["mean_return"], color=f"C{i}", ls=("--", ":")[j % 2], lw=1,
+                           label=f"{name} ({split})")
+    ax.set_xlabel("env steps")
+    ax.set_ylabel("episode return")
+    title = run.path.name
+    if c is not None:
+        title = f"PPO {c.env_id}, {c.num_levels or 'unlimited'} levels ({run.path.name})"
+    ax.set_title(title, fontsize=9)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=6, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    png = run.path / "plots" / f"{CURVE}.png"
+    png.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(png, dpi=110)
+    plt.close(fig)
+    return png
+
+
 class RunCallback(BaseCallback):
     """Progress bar, periodic checkpoints and evaluation of a PPO run.
 
@@ -324,6 +483,11 @@ class RunCallback(BaseCallback):
                         unit_scale=True, desc=f"ppo {self.cfg.env_id}", disable=not self.progress,
                         dynamic_ncols=True, smoothing=0.1)
 
+    def _on_rollout_end(self) -> None:
+        # CPU seconds of this process since it started (or resumed): a load-independent cost measure
+        # on a shared machine, beside SB3's wall-clock time/fps.
+        self.logger.record("time/process_cpu_s", time.process_time())
+
     def _on_step(self) -> bool:
         if self.bar is not None:
             self.bar.update(self.training_env.num_envs)
@@ -339,8 +503,13 @@ class RunCallback(BaseCallback):
             return
         if self._crossed(self.cfg.checkpoint_every, self.last, now):
             save_checkpoint(self.run, self.model, self.cfg)
+            if self.cfg.keep_checkpoints:
+                keep_policy(self.run, self.model, self.cfg)
         if self._crossed(self.cfg.eval_every, self.last, now):
             self.evaluate()
+            self.logger.dump(now)  # eval/ (and the last update's train/) values at the step they belong to
+        if self._crossed(self.cfg.checkpoint_every, self.last, now):
+            write_learning_curve(self.run)  # a killed run keeps its curve so far
         self.last = now
 
     def evaluate(self) -> dict[str, Any]:
@@ -348,8 +517,10 @@ class RunCallback(BaseCallback):
         from simlab.policies.evaluate import evaluate
 
         policy = SavedPolicy(export_actor(self.model))
+        policy.rng = np.random.default_rng([self.cfg.seed, int(self.model.num_timesteps)])
         res = evaluate(policy, self.cfg.env_id, self.cfg.eval_splits, self.cfg.eval_episodes, seed=self.cfg.seed,
-                       num_envs=min(self.cfg.eval_episodes, self.cfg.num_envs))
+                       num_envs=min(self.cfg.eval_episodes, self.cfg.num_envs),
+                       deterministic=self.cfg.eval_deterministic)
         for split, r in res.items():
             self.logger.record(f"eval/{split}_mean_return", r["mean_return"])
             self.logger.record(f"eval/{split}_ci95", r["ci95"])
@@ -421,6 +592,8 @@ def train_ppo(cfg: PPOConfig, out: Path | str, resume: bool = False, progress: b
             policy_kwargs=policy_kwargs(cfg), seed=cfg.seed, device=device, verbose=0,
         )
     model.set_logger(make_logger(run))
+    if cfg.baseline_episodes > 0:
+        fixed_baselines(cfg, run)
     remaining = cfg.total_timesteps - int(model.num_timesteps)
     if remaining > 0:
         cb = RunCallback(run, cfg, progress=progress)
@@ -433,5 +606,6 @@ def train_ppo(cfg: PPOConfig, out: Path | str, resume: bool = False, progress: b
         save_policy(tmp, export_actor(model), policy_meta(model, cfg))
     model.logger.close()
     venv.close()
+    write_learning_curve(run)
     run.mark_stage("train", {"num_timesteps": int(model.num_timesteps)})
     return run

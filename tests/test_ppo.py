@@ -111,3 +111,39 @@ def test_config_presets_overrides_and_errors() -> None:
     with pytest.raises(ConfigError, match="batch_size"):
         debug_config(batch_size=10**6)
     assert resolve_device("cpu") == "cpu" and resolve_device("auto") in ("cpu", "cuda")
+
+
+def test_pooled_network_learning_curve_and_kept_checkpoints(tmp_path: Path) -> None:
+    """cnn_depths with a 0 (2x2 average-pool stage, as the cpu preset): the exported ImpalaActor acts
+    like SB3's predict on full 64x64 frames; the run keeps step_<N> policies, the fixed baselines and
+    the learning curve (CSV, JSON, PNG)."""
+    from stable_baselines3 import PPO
+
+    from simlab.envs.procgen.dataset import _policy_dir
+
+    cfg = debug_config(env_id="simlab/CoinRun-v0", cnn_depths=[0, 8, 16], total_timesteps=1024,
+                       checkpoint_every=512, keep_checkpoints=True, baseline_episodes=2, eval_every=1024,
+                       eval_episodes=2, eval_splits=["train", "val"])
+    run = train_ppo(cfg, tmp_path / "run", progress=False)
+    p = run.path
+    model = PPO.load(p / "checkpoints" / "latest" / "sb3_model.zip", device="cpu")
+    obs, _ = ProcgenVecEnv("coinrun", 16).reset(seed=3)
+    want, _ = model.predict(obs, deterministic=True)
+    np.testing.assert_array_equal(load_policy(p).act(obs), want)
+    assert json.loads((p / "policy" / "config.json").read_text())["network"]["depths"] == [0, 8, 16]
+    assert _policy_dir(f"{p}@512") == p / "checkpoints" / "step_512" / "policy"
+    assert json.loads((p / "checkpoints" / "step_512" / "state.json").read_text())["num_timesteps"] == 512
+    base = json.loads((p / "baselines.json").read_text())["baselines"]
+    assert set(base) == {"uniform random", "stand still"} and set(base["stand still"]) == {"train", "val"}
+    header = (p / "learning_curve.csv").read_text().splitlines()[0].split(",")
+    assert {"step", "elapsed_s", "time/fps", "time/process_cpu_s", "eval/val_mean_return"} <= set(header)
+    rows = json.loads((p / "learning_curve.json").read_text())["rows"]
+    assert rows[-1]["step"] == 1024 and (p / "plots" / "learning_curve.png").stat().st_size > 1000
+
+
+def test_cpu_preset_resolves() -> None:
+    cfg = ppo_config(["cpu"], ["env_id=simlab/CoinRun-v0"])
+    assert cfg.cnn_depths[0] == 0 and cfg.keep_checkpoints and cfg.baseline_episodes > 0
+    assert cfg.num_envs * cfg.n_steps % cfg.batch_size == 0 and cfg.checkpoint_every % (cfg.num_envs * cfg.n_steps) == 0
+    with pytest.raises(ConfigError, match="cnn_depths"):
+        debug_config(cnn_depths=[0, 0])

@@ -100,7 +100,9 @@ class ProcgenCollectConfig:
     policy: str = "random"
     """Behaviour policy: random (uniform over 15 actions), random_repeat (uniform actions held for
     1-10 steps, the World Models / Dream Land data policy), oracle (maze: BFS shortest path), or the
-    path of a saved policy / training run (actions sampled from its softmax)."""
+    path of a saved policy / training run, ``RUN@CKPT`` for one of a run's checkpoints (final,
+    latest, best, step_<N> or <N>); actions sampled from its softmax. Several saved policies
+    separated by commas make a mixed dataset (env slot k follows policy k % count)."""
     seed: int = 0
     """Seed of level streams and policy sampling (shard j uses (seed, j))."""
     num_envs: int = 64
@@ -203,25 +205,59 @@ class MazeOracle:
         return actions
 
 
+CHECKPOINT_NAMES = ("final", "latest", "best")
+"""Named policies of a run directory (besides ``step_<N>`` kept checkpoints)."""
+
+
 def _policy_dir(path: str | Path) -> Path:
-    """The saved-policy directory of ``path``: a policy directory, or a run directory's final
-    policy (``policy/``) or, failing that, its latest checkpoint's (as :func:`evaluate.load_policy`)."""
+    """The saved-policy directory of one policy reference ``path``.
+
+    ``path`` is a saved-policy directory, a run directory (its final ``policy/`` or, failing
+    that, ``checkpoints/latest/policy``, as :func:`evaluate.load_policy`), or ``RUN@CKPT`` with
+    ``CKPT`` one of ``final``, ``latest``, ``best``, ``step_<N>`` or ``<N>`` (= ``step_<N>``, a
+    checkpoint PPO kept with ``keep_checkpoints=true``). ConfigError (one line) when nothing is there.
+    """
+    ref = str(path)
+    if "@" in ref:
+        run_s, ck = ref.rsplit("@", 1)
+        run = Path(run_s)
+        if not (run / "config.yaml").exists() and not (run / "checkpoints").is_dir():
+            raise ConfigError(f"policy {ref!r}: {run} is not a run directory")
+        ck = f"step_{ck}" if ck.isdigit() else ck
+        d = run / "policy" if ck == "final" else run / "checkpoints" / ck / "policy"
+        if not (d / "config.json").exists():
+            kept = sorted((p.parent.parent.name for p in (run / "checkpoints").glob("*/policy/config.json")),
+                          key=lambda n: (not n.startswith("step_"), int(n[5:]) if n[5:].isdigit() else 0, n))
+            if (run / "policy" / "config.json").exists():
+                kept.append("final")
+            raise ConfigError(f"policy {ref!r}: no checkpoint {ck!r} in {run} (it has: {', '.join(kept) or 'none'})")
+        return d
     p = Path(path)
     for d in (p, p / "policy", p / "checkpoints" / "latest" / "policy"):
         if (d / "config.json").exists():
             return d
-    raise ConfigError(f"policy {str(path)!r} is not 'random', 'oracle', a saved policy directory "
-                      "(config.json + model.safetensors) or a run directory with one")
+    raise ConfigError(f"policy {ref!r} is not 'random', 'random_repeat', 'oracle', a saved policy directory "
+                      "(config.json + model.safetensors), a run directory with one, or RUN@CHECKPOINT")
+
+
+def policy_refs(policy: str) -> list[str]:
+    """The saved-policy references of a ``policy`` value: one, or several separated by commas
+    (a mixed dataset: env slot ``k`` of every shard follows policy ``k % len(refs)``)."""
+    return [r.strip() for r in policy.split(",") if r.strip()]
 
 
 def _policy_fingerprint(cfg: ProcgenCollectConfig) -> str | None:
-    """SHA-256 of a saved behaviour policy's weights (they decide the data, not the path)."""
+    """SHA-256 of the saved behaviour policies' weights (they decide the data, not the path);
+    several policies: their digests joined by commas."""
     if cfg.policy in SCRIPTED_POLICIES:
         return None
-    w = _policy_dir(cfg.policy) / "model.safetensors"
-    if not w.exists():
-        raise ConfigError(f"policy {cfg.policy!r}: missing {w}")
-    return sha256_file(w)
+    digests = []
+    for ref in policy_refs(cfg.policy):
+        w = _policy_dir(ref) / "model.safetensors"
+        if not w.exists():
+            raise ConfigError(f"policy {ref!r}: missing {w}")
+        digests.append(sha256_file(w))
+    return ",".join(digests)
 
 
 class RepeatRandom:
@@ -257,9 +293,20 @@ def _make_policy(cfg: ProcgenCollectConfig, j: int) -> Callable[[np.ndarray, Any
         return MazeOracle()
     from simlab.policies.saved import SavedPolicy
 
-    pol = SavedPolicy.load(_policy_dir(cfg.policy))
-    pol.rng = rng  # actions sampled from the policy's softmax with the shard's stream
-    return lambda obs, env: pol.act(obs, deterministic=False)
+    pols = [SavedPolicy.load(_policy_dir(ref)) for ref in policy_refs(cfg.policy)]
+    for pol in pols:
+        pol.rng = rng  # actions sampled from the policy's softmax with the shard's stream
+    if len(pols) == 1:
+        return lambda obs, env: pols[0].act(obs, deterministic=False)
+
+    def mixed(obs: np.ndarray, env: Any) -> np.ndarray:
+        """Slot ``k`` follows policy ``k % len(pols)`` (each policy sees only its own slots)."""
+        act = np.empty(len(obs), np.int64)
+        for i, pol in enumerate(pols):
+            act[i::len(pols)] = pol.act(obs[i::len(pols)], deterministic=False)
+        return act
+
+    return mixed
 
 
 # ---- collection ---------------------------------------------------------------------------
