@@ -39,6 +39,8 @@ import numpy as np
 
 from simlab.config import to_dict
 from simlab.errors import ConfigError
+from simlab.pipelines.dreamland_diffusion import DEBUG_PRESET as _DIFFUSION_DEBUG
+from simlab.pipelines.dreamland_diffusion import WORLD_MODELS, DiffusionDreamlandConfig
 from simlab.runs import RunDir
 
 VARIANTS = ("dreamland", "worldmodels")
@@ -224,6 +226,12 @@ class DreamlandConfig:
     """Multi-step prediction error: horizons (steps ahead) reported."""
     burn_in: int = 16
     """Multi-step prediction error: real steps fed before predicting open loop."""
+    world_model: str = "dropout"
+    """``dropout``: the MDN-RNN dreams only (Dream Land, World Models). ``diffusion``: the same run plus
+    a controller trained in a DIAMOND-style pixel diffusion dream (issue 12; the ``diffusion`` row
+    and diagnostics; ``diffusion.<key>=value`` sets its fields)."""
+    diffusion: DiffusionDreamlandConfig = dataclasses.field(default_factory=DiffusionDreamlandConfig)
+    """Settings of the diffusion dream (used with ``world_model=diffusion``)."""
 
     def __post_init__(self) -> None:
         from simlab.envs.procgen.base import check_split_name, level_range_split, parse_levels
@@ -263,6 +271,12 @@ class DreamlandConfig:
                 raise ConfigError(f"sweep rates must be in [0, 1), got {r}")
         if self.danger_starts < 0:
             raise ConfigError(f"danger_starts must be >= 0, got {self.danger_starts}")
+        if self.world_model not in WORLD_MODELS:
+            raise ConfigError(f"unknown world_model {self.world_model!r}; choose {' or '.join(WORLD_MODELS)}")
+        if self.world_model == "diffusion":
+            from simlab.pipelines.dreamland_diffusion import check_env
+
+            check_env(self)
         if self.fidelity_random < 0:
             raise ConfigError(f"fidelity_random must be >= 0, got {self.fidelity_random}")
         if not self.horizons or min(self.horizons) < 1:
@@ -281,6 +295,8 @@ class DreamlandConfig:
             raise ConfigError(f"done_pos_weight must be > 0, got {self.done_pos_weight}")
         if self.eval_every < 0:
             raise ConfigError(f"eval_every must be >= 0, got {self.eval_every}")
+        if self.eval_max_steps < 0:
+            raise ConfigError(f"eval_max_steps must be >= 0 (0: the game's limit), got {self.eval_max_steps}")
         if self.dream_start not in ("burn_in", "first_frame"):
             raise ConfigError(f"unknown dream_start {self.dream_start!r}; choose burn_in or first_frame")
         if self.temperature <= 0:
@@ -336,7 +352,7 @@ PRESETS: dict[str, dict[str, Any]] = {
               "videos": False, "eval_dream_episodes": 8, "vae_batch_size": 64, "rnn_batch_size": 16,
               "vae_width": 8, "upper_generations": 2, "fidelity_episodes": 2, "fidelity_max_steps": 30,
               "fidelity_random": 2, "heldout_transitions": 512, "horizons": [1, 2, 4], "burn_in": 4,
-              "upper_max_steps": 50},
+              "upper_max_steps": 50, "diffusion": _DIFFUSION_DEBUG},
     "cpu": {},
     "carracing": {"env": "CarRacing-v3", "hard_split": "", "transitions": 10_000, "num_envs": 1, "max_dream_steps": 300,
                   "eval_max_steps": 300, "eval_episodes": 8, "eval_num_envs": 1},
@@ -357,6 +373,12 @@ def dreamland_config(presets: list[str] | tuple[str, ...] = (), overrides: list[
         data = _merge(data, PRESETS[name] if name in PRESETS else load_preset("dreamland", name))
     for ov in overrides:
         path, value = parse_override(ov)
+        if len(path) == 2 and path[0] == "diffusion":  # the diffusion dream's group
+            if path[1] not in data["diffusion"]:
+                raise ConfigError(f"unknown config key {'.'.join(path)!r}; valid keys: "
+                                  f"{', '.join('diffusion.' + k for k in sorted(data['diffusion']))}")
+            data["diffusion"][path[1]] = value
+            continue
         if len(path) != 1 or path[0] not in data:
             raise ConfigError(f"unknown config key {'.'.join(path)!r}; valid keys: {', '.join(sorted(data))}")
         data[path[0]] = value
@@ -433,6 +455,7 @@ class Dreamland:
         """Controller action ids (list) or the env's Box."""
         self.progress = progress
         self.device = resolve_device(cfg.device)
+        self._check_resources(out)
         if cfg.torch_threads:
             torch.set_num_threads(cfg.torch_threads)
         self.run = RunDir.create(out, cfg, resume=resume)
@@ -442,6 +465,24 @@ class Dreamland:
         """Loaded world models by variant (see :meth:`world_model`)."""
 
     # -- helpers ---------------------------------------------------------------------------------
+    def _check_resources(self, out: str | Path) -> None:
+        """Refuse, before any work, a config whose data cannot fit in memory or on disk.
+
+        Estimates (64x64x3 uint8 frames for the procgen games; 96x96x3 for image envs): the
+        VAE holds up to ``vae_max_frames`` frames and their float copy per batch; the MDN-RNN
+        holds every latent; the datasets hold every frame (an upper bound: shards are not
+        compressed below ~1/10 of it on these games, so 1/10 is the disk figure checked).
+        """
+        from simlab.resources import check_disk, check_memory
+
+        cfg = self.cfg
+        frame = (64 * 64 * 3) if self.game is not None else (96 * 96 * 3)
+        frames = cfg.transitions + cfg.heldout_transitions
+        check_memory(min(cfg.vae_max_frames, cfg.transitions) * frame + frames * (cfg.z_dim * 4 + 64)
+                     + cfg.vae_batch_size * frame * 4 * 8,
+                     f"transitions={cfg.transitions} with vae_max_frames={cfg.vae_max_frames}")
+        check_disk(frames * frame / 10, out, f"transitions={cfg.transitions}")
+
     def _stage(self, name: str, fn: Any) -> Any:
         done = self.run.stage_done(name)
         if done is not None:
@@ -866,12 +907,28 @@ class Dreamland:
             for k in range(cfg.upper_seeds):
                 self._stage(f"controller_{UPPER}_s{k}", lambda k=k: self.train_upper(k))
                 self._stage(f"eval_{UPPER}_s{k}", lambda k=k: self.evaluate(UPPER, k))
+        if cfg.world_model == "diffusion":
+            self._run_diffusion()
         if cfg.diagnostics:
             for v in cfg.variants():
                 self._stage(f"diag_{v}", lambda v=v: self.diagnose_variant(v))
+            if cfg.world_model == "diffusion":
+                from simlab.pipelines import dreamland_diffusion as dd
+
+                self._stage(f"diag_{dd.VARIANT}", lambda: dd.diagnose(self))
         rep = write_report(self)
         self.run.mark_stage("report", {"seconds_total": round(time.time() - self.t0, 1)})
         return rep
+
+    def _run_diffusion(self) -> None:
+        """The diffusion dream's stages (``world_model=diffusion``): train it, then a CMA-ES controller
+        per seed in it, each evaluated in the real env (:mod:`simlab.pipelines.dreamland_diffusion`)."""
+        from simlab.pipelines import dreamland_diffusion as dd
+
+        self._stage("ddream", lambda: dd.train_world_model(self))
+        for k in range(self.cfg.diffusion.seeds):
+            self._stage(f"controller_{dd.VARIANT}_s{k}", lambda k=k: dd.train_controller(self, k))
+            self._stage(f"eval_{dd.VARIANT}_s{k}", lambda k=k: dd.evaluate(self, k))
 
 
 def train_dreamland(cfg: DreamlandConfig, out: str | Path, resume: bool = False,

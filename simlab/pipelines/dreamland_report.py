@@ -31,6 +31,7 @@ from simlab.pipelines.dreamland import SPLIT_KEYS, UPPER
 
 SPLIT_TITLES = {"train": "training levels", "heldout": "held-out levels", "hard": "hard (OOD dynamics)"}
 VARIANT_TITLES = {"dreamland": "Dream Land", "worldmodels": "World Models (baseline)",
+                  "diffusion": "Diffusion dream (DIAMOND-style)",
                   "upper_bound": "upper bound: CMA-ES in the real game"}
 
 
@@ -46,7 +47,7 @@ def _rows(dl: Any, names: list[str]) -> dict[str, dict[str, dict[str, float]]]:
     out: dict[str, dict[str, dict[str, float]]] = {}
     for v in names:
         pooled: dict[str, list[float]] = {}
-        for k in range(max(dl.cfg.seeds, dl.cfg.upper_seeds)):
+        for k in range(max(dl.cfg.seeds, dl.cfg.upper_seeds, dl.cfg.diffusion.seeds)):
             rec = dl.run.stage_done(f"eval_{v}_s{k}") or {}
             for split, r in rec.items():
                 if isinstance(r, dict) and "returns" in r:
@@ -77,8 +78,20 @@ def summarize(dl: Any) -> dict[str, Any]:
             diag["multistep"][v] = rec["multistep"]
         if "death_prediction" in rec:
             diag.setdefault("death_prediction", {})[v] = rec["death_prediction"]
+    names = dl.cfg.variants()
+    if dl.cfg.world_model == "diffusion":  # the pixel dream's row and diagnostics (issue 12)
+        names = [*names, "diffusion"]
+        rec = dl.run.stage_done("diag_diffusion") or {}
+        if "fidelity" in rec:
+            diag["dream_fidelity"]["diffusion"] = rec["fidelity"]["spearman"]
+            diag["fidelity_panel"]["diffusion"] = rec["fidelity"]
+        tr = dl.run.stage_done("ddream") or {}
+        diag["diffusion"] = {"multistep": rec.get("multistep"),
+                             "training": {k: tr.get(k) for k in ("steps", "seconds", "seconds_per_step",
+                                                                 "final_edm_loss", "denoiser_parameters",
+                                                                 "start_contexts")}}
     out = {"env": dl.cfg.env, "preset": dl.cfg.preset, "seconds": round(time.time() - dl.t0, 1),
-           "variants": _rows(dl, dl.cfg.variants()), "fixed_policies": fixed,
+           "variants": _rows(dl, names), "fixed_policies": fixed,
            "upper_bound": _rows(dl, [UPPER]).get(UPPER), "diagnostics": diag}
     out["verdict"] = verdict(out)
     return out
@@ -124,6 +137,11 @@ def markdown(dl: Any, s: dict[str, Any]) -> str:
           if v == "worldmodels" else
           f"- {VARIANT_TITLES.get(v, v)} (`{v}`): MDN-RNN dropout {sp['dropout']:g}, dream masks `{sp['mask']}` "
           f"at rate {sp['dream_dropout']:g}" for v, sp in cfg.variant_specs().items()],
+        *([(f"- {VARIANT_TITLES['diffusion']} (`diffusion`): the same linear controller on the Dream Land "
+            f"model's frozen [z, h], CMA-ES ({cfg.diffusion.generations} generations) only in a pixel diffusion "
+            f"dream ({cfg.diffusion.resolution}x{cfg.diffusion.resolution} frames, {cfg.diffusion.num_steps} Euler "
+            f"steps, {cfg.diffusion.max_dream_steps}-step dreams); {cfg.diffusion.seeds} seed(s)")]
+          if cfg.world_model == "diffusion" else []),
         (f"- upper bound: the same linear controller and CMA-ES ({cfg.upper_generations} generations) trained "
          "directly in the real game on the Dream Land model's features" if s["upper_bound"] else
          "- upper bound: not run"),
@@ -175,6 +193,16 @@ def markdown(dl: Any, s: dict[str, Any]) -> str:
                              f"{m['frame_mse'][i]:.4f} | {m['frame_mse_repeat'][i]:.4f} | "
                              f"{m['frame_mse_vae'][i]:.4f} |")
         lines += ["", "![multi-step error](plots/multistep.png)"]
+    ms = (d.get("diffusion") or {}).get("multistep")
+    if ms:
+        lines += ["", (f"Diffusion dream, multi-step error on held-out real sequences (open loop after its "
+                       f"{cfg.diffusion.resolution}x{cfg.diffusion.resolution} real context; the real actions; "
+                       "frames in [0, 1] at the dream's resolution):"), "",
+                  "| horizon | frame | frame, repeat last |", "|---:|---:|---:|"]
+        lines += [f"| {h} | {ms['frame_mse'][i]:.4f} | {ms['frame_mse_repeat'][i]:.4f} |"
+                  for i, h in enumerate(ms["horizon"])]
+        if cfg.videos:
+            lines += ["", "Real | dream | error of the same actions: `videos/diffusion_real_vs_dream.mp4`."]
     lines += ["", "![dream vs real](plots/dream_vs_real.png)", "",
               "What the world model sees (top: real frames, bottom: VAE reconstructions):", "",
               "![VAE reconstructions](plots/vae_reconstruction.png)", "",
