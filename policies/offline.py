@@ -132,26 +132,9 @@ PRESETS: dict[str, dict[str, Any]] = {
 def offline_config(presets: list[str] | tuple[str, ...] = (), overrides: list[str] | tuple[str, ...] = ()
                    ) -> OfflineConfig:
     """Defaults <- presets in order (:data:`PRESETS` or ``assets/presets/offline/<name>.yaml``) <- overrides."""
-    from simlab.config import from_dict, load_preset, parse_override
+    from simlab.config import resolve
 
-    data = to_dict(OfflineConfig())
-    for name in presets:
-        if name in PRESETS:
-            data.update(PRESETS[name])
-            continue
-        try:
-            data.update(load_preset("offline", name))
-        except ConfigError as e:
-            if "unknown preset" not in str(e):
-                raise  # a preset file that exists but is malformed
-            raise ConfigError(f"unknown offline preset {name!r}; built-in: {', '.join(PRESETS)}") from None
-    for ov in overrides:
-        path, value = parse_override(ov)
-        key = ".".join(path)
-        if key not in data:
-            raise ConfigError(f"unknown config key {key!r}; valid keys: {', '.join(sorted(data))}")
-        data[key] = value
-    return from_dict(OfflineConfig, data)
+    return resolve(OfflineConfig, "offline", presets, overrides, builtin=PRESETS)
 
 
 # ---- data ------------------------------------------------------------------------------------

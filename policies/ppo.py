@@ -42,7 +42,7 @@ from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.logger import KVWriter, Logger
 from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 
-from simlab.config import from_dict, load_preset, load_yaml, parse_override, save_yaml, to_dict
+from simlab.config import from_dict, load_yaml, resolve, save_yaml, to_dict
 from simlab.data import atomic_dir, recover_dir, write_json_atomic
 from simlab.errors import CheckpointError, ConfigError
 from simlab.policies.evaluate import procgen_game
@@ -180,24 +180,7 @@ PRESETS: dict[str, dict[str, Any]] = {
 
 def ppo_config(presets: list[str] | tuple[str, ...] = (), overrides: list[str] | tuple[str, ...] = ()) -> PPOConfig:
     """Defaults <- presets in order (built-in :data:`PRESETS` or ``assets/presets/ppo/<name>.yaml``) <- overrides."""
-    data = to_dict(PPOConfig())
-    for name in presets:
-        if name in PRESETS:
-            data.update(PRESETS[name])
-            continue
-        try:
-            data.update(load_preset("ppo", name))
-        except ConfigError as e:
-            if "unknown preset" not in str(e):
-                raise  # a preset file that exists but is malformed
-            raise ConfigError(f"unknown ppo preset {name!r}; built-in: {', '.join(PRESETS)}") from None
-    for ov in overrides:
-        path, value = parse_override(ov)
-        key = ".".join(path)
-        if key not in data:
-            raise ConfigError(f"unknown config key {key!r}; valid keys: {', '.join(sorted(data))}")
-        data[key] = value
-    return from_dict(PPOConfig, data)
+    return resolve(PPOConfig, "ppo", presets, overrides, builtin=PRESETS)
 
 
 def debug_config(**overrides: Any) -> PPOConfig:

@@ -279,11 +279,23 @@ def parse_override(text: str) -> tuple[list[str], OverrideText]:
 
 
 def resolve(cls: type[T], group: str, presets: list[str] | tuple[str, ...] = (),
-            overrides: list[str] | tuple[str, ...] = ()) -> T:
-    """Defaults of ``cls`` <- each preset in order <- each ``key=value`` override."""
+            overrides: list[str] | tuple[str, ...] = (), builtin: dict[str, dict[str, Any]] | None = None) -> T:
+    """Defaults of ``cls`` <- each preset in order <- each ``key=value`` override.
+
+    A preset name is looked up in ``builtin`` (presets defined in code) first, then as
+    ``assets/presets/<group>/<name>.yaml`` or a path; an unknown name lists both.
+    """
     data = to_dict(cls())
     for name in presets:
-        data = _merge(data, load_preset(group, name))
+        if builtin and name in builtin:
+            data = _merge(data, builtin[name])
+            continue
+        try:
+            data = _merge(data, load_preset(group, name))
+        except ConfigError as e:
+            if builtin is None or "unknown preset" not in str(e):
+                raise  # a preset file that exists but is malformed
+            raise ConfigError(f"unknown {group} preset {name!r}; built-in: {', '.join(builtin)}") from None
     for ov in overrides:
         path, value = parse_override(ov)
         d = data
