@@ -41,7 +41,6 @@ bootstrap (a time-limit truncation or a cut segment bootstraps from its next obs
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import time
@@ -53,8 +52,9 @@ from typing import Any
 import numpy as np
 
 from simlab.config import to_dict
-from simlab.data import sha256_file, write_json_atomic
+from simlab.data import sha256_file
 from simlab.errors import CheckpointError, ConfigError
+from simlab.integrity import read_sealed_json, write_sealed_json
 from simlab.runs import RunDir
 
 ALGOS = ("bc", "cql", "iql")
@@ -310,7 +310,7 @@ def save_checkpoint(path: Path, learner: Learner, step: int, meta: dict[str, Any
                 scalars[f"{pid}.{k}"] = v
     tensors["rng.torch"] = torch.get_rng_state()
     save_file(tensors, str(tmp / "trainer.safetensors"))
-    write_json_atomic(tmp / "trainer.json", {
+    write_sealed_json(tmp / "trainer.json", {
         "format_version": FORMAT_VERSION, "step": step, "optimizer_scalars": scalars,
         "data_fingerprint": meta.get("data_fingerprint"), "trainer_sha256": sha256_file(tmp / "trainer.safetensors")})
     old = path.with_name(f".{path.name}.old")
@@ -331,10 +331,7 @@ def load_checkpoint(path: Path, learner: Learner) -> dict[str, Any]:
     if not path.exists() and old.exists():
         os.replace(old, path)  # a swap interrupted between its renames
     state_path, tpath = path / "trainer.json", path / "trainer.safetensors"
-    try:
-        state = json.loads(state_path.read_text())
-    except (OSError, json.JSONDecodeError) as e:
-        raise CheckpointError(f"{state_path}: unreadable checkpoint state ({e})") from None
+    state = read_sealed_json(state_path, CheckpointError, "checkpoint state")
     if not tpath.exists() or sha256_file(tpath) != state.get("trainer_sha256"):
         raise CheckpointError(f"{tpath}: missing or differs from trainer.json (corrupt)")
     try:

@@ -28,7 +28,6 @@ Usage::
 from __future__ import annotations
 
 import importlib.util
-import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,6 +44,7 @@ from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 from simlab.config import from_dict, load_yaml, resolve, save_yaml, to_dict
 from simlab.data import atomic_dir, recover_dir, write_json_atomic
 from simlab.errors import CheckpointError, ConfigError
+from simlab.integrity import read_sealed_json, write_sealed_json
 from simlab.policies.evaluate import procgen_game
 from simlab.policies.networks import ImpalaCNN
 from simlab.policies.saved import ImpalaActor, SavedPolicy, save_policy
@@ -301,7 +301,7 @@ def save_checkpoint(run: RunDir, model: PPO, cfg: PPOConfig, name: str = "latest
         # the policy that leaves the run is the safetensors export next to it.
         model.save(tmp / SB3_ZIP)
         save_policy(tmp / "policy", export_actor(model), policy_meta(model, cfg))
-        write_json_atomic(tmp / STATE, {"format_version": 1, "num_timesteps": int(model.num_timesteps),
+        write_sealed_json(tmp / STATE, {"format_version": 1, "num_timesteps": int(model.num_timesteps),
                                         "time": time.time()})
     return final
 
@@ -311,7 +311,7 @@ def keep_policy(run: RunDir, model: PPO, cfg: PPOConfig) -> Path:
     final = run.checkpoint(f"step_{int(model.num_timesteps)}")
     with atomic_dir(final) as tmp:
         save_policy(tmp / "policy", export_actor(model), policy_meta(model, cfg))
-        write_json_atomic(tmp / STATE, {"format_version": 1, "num_timesteps": int(model.num_timesteps),
+        write_sealed_json(tmp / STATE, {"format_version": 1, "num_timesteps": int(model.num_timesteps),
                                         "time": time.time()})
     return final
 
@@ -354,14 +354,14 @@ def fixed_baselines(cfg: PPOConfig, run: RunDir) -> dict[str, dict[str, Any]]:
 
     p = run.path / BASELINES
     if p.exists():
-        return json.loads(p.read_text())["baselines"]
+        return read_sealed_json(p, CheckpointError, "baselines record")["baselines"]
     out: dict[str, dict[str, Any]] = {}
     for name, pol in (("uniform random", UniformRandom(cfg.seed)), ("stand still", StandStill())):
         res = evaluate(pol, cfg.env_id, cfg.eval_splits, cfg.baseline_episodes, seed=cfg.seed,
                        num_envs=min(cfg.baseline_episodes, cfg.num_envs))
         out[name] = {split: {k: r[k] for k in ("mean_return", "ci95", "success_rate", "mean_length")}
                      for split, r in res.items()}
-    write_json_atomic(p, {"env_id": cfg.env_id, "episodes": cfg.baseline_episodes, "seed": cfg.seed,
+    write_sealed_json(p, {"env_id": cfg.env_id, "episodes": cfg.baseline_episodes, "seed": cfg.seed,
                           "baselines": out})
     return out
 
@@ -392,7 +392,8 @@ def write_learning_curve(run: RunDir) -> Path:
 
     rows = learning_curve(run)
     base_path = run.path / BASELINES
-    baselines = json.loads(base_path.read_text())["baselines"] if base_path.exists() else {}
+    baselines = (read_sealed_json(base_path, CheckpointError, "baselines record")["baselines"]
+                 if base_path.exists() else {})
     cols = ["step", "elapsed_s", *sorted({k for r in rows for k in r} - {"step", "elapsed_s"})]
     buf = io.StringIO()
     w = csv.DictWriter(buf, fieldnames=cols)
@@ -456,7 +457,7 @@ class RunCallback(BaseCallback):
         self.best = -np.inf
         best = run.checkpoint("best") / STATE
         if best.exists():
-            self.best = float(json.loads(best.read_text()).get("score", -np.inf))
+            self.best = float(read_sealed_json(best, CheckpointError, "best-checkpoint state").get("score", -np.inf))
 
     def _on_training_start(self) -> None:
         from tqdm.auto import tqdm
@@ -515,7 +516,7 @@ class RunCallback(BaseCallback):
             final = self.run.checkpoint("best")
             with atomic_dir(final) as tmp:
                 save_policy(tmp / "policy", policy.network, policy_meta(self.model, self.cfg))
-                write_json_atomic(tmp / STATE, {"format_version": 1, "num_timesteps": int(self.model.num_timesteps),
+                write_sealed_json(tmp / STATE, {"format_version": 1, "num_timesteps": int(self.model.num_timesteps),
                                                 "split": self.cfg.eval_splits[-1], "score": float(score)})
         return res
 
