@@ -177,7 +177,7 @@ def test_noop_does_not_lift_and_expert_lifts_and_holds(env) -> None:
 def test_bad_arguments_are_config_errors() -> None:
     with pytest.raises(ConfigError, match="unknown backend 'bullet'"):
         ToyGraspEnv("bullet")
-    with pytest.raises(ConfigError, match="unknown toygrasp split"):
+    with pytest.raises(ConfigError, match="unknown split"):
         ToyGraspEnv("pybullet", split="nope")
     e = ToyGraspEnv("pybullet", resolution=32)
     with pytest.raises(ConfigError, match="unknown object"):
@@ -230,3 +230,24 @@ def test_a_ring_has_a_hole_in_both_engines(backend: str) -> None:
     rim = pos + quat_to_mat(quat) @ np.array([0.035 * np.cos(np.pi / 12), 0.0, 0.0])
     assert first_hit(rim[0], rim[1]) == "object"
     e.close()
+
+
+@pytest.mark.parametrize("kwargs", [{"resolution": "96"}, {"resolution": 1.5}, {"resolution": 8}, {"backend": "bullet"},
+                                    {"split": "nope"}, {"train_toys": -1}, {"render_mode": 5}])
+def test_bad_constructor_arguments_are_one_line_config_errors(kwargs: dict) -> None:
+    import gymnasium
+
+    with pytest.raises(ConfigError) as e:
+        gymnasium.make("simlab/ToyGrasp-v0", **kwargs)
+    assert "\n" not in str(e.value)
+
+
+def test_bad_reset_arguments_are_one_line_config_errors() -> None:
+    import gymnasium
+
+    env = gymnasium.make("simlab/ToyGrasp-v0")
+    for seed, options in ((-1, None), (None, {"bogus": 1}), (None, "x")):
+        with pytest.raises(ConfigError):
+            env.reset(seed=seed, options=options)
+    env.reset(seed=np.int64(3))  # numpy integer seeds work
+    env.close()

@@ -61,8 +61,15 @@ from gymnasium import spaces
 from simlab.envs.toygrasp import panda, scene
 from simlab.envs.toygrasp.geometry import axis_angle_mat, quat_to_mat, transform
 from simlab.envs.toygrasp.kinematics import Chain, ik
-from simlab.envs.toygrasp.splits import TRAIN_TOYS, body_of, split_objects, toygrasp_splits
+from simlab.envs.toygrasp.splits import (
+    SPLIT_NAMES,
+    TRAIN_TOYS,
+    body_of,
+    split_objects,
+    toygrasp_splits,
+)
 from simlab.errors import ActionError, ConfigError
+from simlab.registry import RenderModes
 
 BACKENDS = ("pybullet", "mujoco")
 MOVE_SCALE = 0.04
@@ -122,20 +129,25 @@ def make_sim(backend: str, resolution: int):  # -> PyBulletSim | MuJoCoSim
     raise ConfigError(f"unknown backend {backend!r}; one of {', '.join(BACKENDS)}")
 
 
+
+RESET_OPTIONS = ("object", "color", "distractor", "distractor_color", "camera_eye")
+"""Keys ``reset(options=...)`` accepts (others are a one-line ConfigError)."""
+
 class ToyGraspEnv(gym.Env):
     """Toy grasping with the Panda; see the module docstring."""
 
-    metadata: ClassVar[dict[str, Any]] = {"render_modes": ["rgb_array"], "render_fps": 10}
+    metadata: ClassVar[dict[str, Any]] = {"render_modes": RenderModes(["rgb_array"]), "render_fps": 10}
     splits = toygrasp_splits()
 
     def __init__(self, backend: str = "pybullet", split: str = "toys-train", train_toys: int = TRAIN_TOYS,
                  resolution: int = 96, render_mode: str | None = None) -> None:
-        if backend not in BACKENDS:
-            raise ConfigError(f"unknown backend {backend!r}; one of {', '.join(BACKENDS)}")
-        if render_mode not in (None, "rgb_array"):
-            raise ConfigError(f"render_mode must be None or 'rgb_array', got {render_mode!r}")
-        if not 16 <= resolution <= 512:
-            raise ConfigError(f"resolution must be in 16..512 px, got {resolution}")
+        from simlab.validate import check_choice, check_int
+
+        backend = check_choice("backend", backend, BACKENDS)
+        render_mode = check_choice("render_mode", render_mode, ("rgb_array",), allow_none=True)
+        resolution = check_int("resolution", resolution, 16, 512)
+        split = check_choice("split", split, SPLIT_NAMES)
+        train_toys = check_int("train_toys", train_toys, 1, 100_000)
         self.backend, self.split, self.resolution, self.render_mode = backend, split, resolution, render_mode
         self.objects = split_objects(split, train_toys)
         self.chain = Chain.from_urdf(panda.lowpoly_urdf_text(), "panda_link0", panda.TCP_LINK)
@@ -152,8 +164,10 @@ class ToyGraspEnv(gym.Env):
 
     # ---- episode ---------------------------------------------------------------------------
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
-        super().reset(seed=seed)
-        options = options or {}
+        from simlab.validate import check_options, check_seed
+
+        super().reset(seed=check_seed("seed", seed))
+        options = check_options("options", options, RESET_OPTIONS)
         rng = self.np_random
         name = options.get("object")
         pick = int(rng.integers(len(self.objects)))
