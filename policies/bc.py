@@ -343,7 +343,7 @@ def _evaluate(cfg: BCConfig, model: Any, env_id: str, out_dir: Path | None) -> d
     """Evaluate the current weights in the real env; returns ``eval/<split>/<stat>`` metrics."""
     import copy
 
-    from simlab.policies.evaluate import evaluate
+    from simlab.policies.evaluate import eval_metrics, evaluate
     from simlab.policies.saved import SavedPolicy
 
     policy = SavedPolicy(copy.deepcopy(model), seed=cfg.seed)
@@ -352,13 +352,7 @@ def _evaluate(cfg: BCConfig, model: Any, env_id: str, out_dir: Path | None) -> d
                    num_envs=cfg.eval_num_envs, out_dir=out_dir,
                    max_episode_steps=cfg.eval_max_episode_steps or None, deterministic=cfg.eval_deterministic)
     model.train(was_training)
-    out: dict[str, float] = {}
-    for split, r in res.items():
-        out[f"eval/{split}/mean_return"] = r["mean_return"]
-        out[f"eval/{split}/mean_length"] = r["mean_length"]
-        if r["success_rate"] is not None:
-            out[f"eval/{split}/success_rate"] = r["success_rate"]
-    return out
+    return eval_metrics(res, ("mean_return", "mean_length"))
 
 
 def train_bc(cfg: BCConfig, out: str | Path, resume: bool = False, progress: bool = True) -> RunDir:

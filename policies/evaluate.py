@@ -303,3 +303,15 @@ def load_policy(path: str | Path, checkpoint: str | None = None) -> Any:
             return SavedPolicy.load(cands[key])
     raise CheckpointError(f"{path}: neither a saved policy ({CONFIG_NAME}) nor a run directory with "
                           f"policy/ or checkpoints/latest/policy/")
+
+
+def eval_metrics(res: dict[str, dict[str, Any]], stats: tuple[str, ...] = ("mean_return",)) -> dict[str, float]:
+    """``evaluate``'s per-split results as flat ``eval/<split>/<stat>`` metrics (``success_rate``
+    added where the game has one), the form trainers log to ``metrics.jsonl``."""
+    out: dict[str, float] = {}
+    for split, r in res.items():
+        for k in stats:
+            out[f"eval/{split}/{k}"] = r[k]
+        if r["success_rate"] is not None:
+            out[f"eval/{split}/success_rate"] = r["success_rate"]
+    return out

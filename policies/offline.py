@@ -362,18 +362,12 @@ def evaluate_policy(cfg: OfflineConfig, learner: Learner, env_id: str, out_dir: 
     """Greedy evaluation of the exported policy in the real env; ``eval/<split>/<stat>`` metrics."""
     import copy
 
-    from simlab.policies.evaluate import evaluate
+    from simlab.policies.evaluate import eval_metrics, evaluate
     from simlab.policies.saved import SavedPolicy
 
     res = evaluate(SavedPolicy(copy.deepcopy(learner.policy), seed=cfg.seed), env_id, cfg.eval_splits,
                    cfg.eval_episodes, seed=cfg.seed, num_envs=cfg.eval_num_envs, out_dir=out_dir)
-    out: dict[str, float] = {}
-    for split, r in res.items():
-        out[f"eval/{split}/mean_return"] = r["mean_return"]
-        out[f"eval/{split}/ci95"] = r["ci95"]
-        if r["success_rate"] is not None:
-            out[f"eval/{split}/success_rate"] = r["success_rate"]
-    return out
+    return eval_metrics(res, ("mean_return", "ci95"))
 
 
 def train_offline(cfg: OfflineConfig, out: str | Path, resume: bool = False, progress: bool = True) -> RunDir:
