@@ -37,7 +37,6 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-import gymnasium
 import numpy as np
 import torch
 from gymnasium import spaces
@@ -53,6 +52,7 @@ from simlab.world_models.diffusion_dream.world_model import (
     karras_sigmas,
     sample_next,
 )
+from simlab.world_models.dropout.dream import CoreDreamEnv, check_render_mode
 
 DONE_MODES = ("sample", "threshold")
 RENDER_SIZE = 256
@@ -169,12 +169,6 @@ class DiffusionDreamCore:
         return upscale(f, RENDER_SIZE) if RENDER_SIZE % f.shape[0] == 0 else f
 
 
-def _check_render_mode(mode: str | None) -> str | None:
-    if mode not in (None, "rgb_array"):
-        raise ConfigError(f"unknown render_mode {mode!r}; a diffusion dream renders 'rgb_array' or None")
-    return mode
-
-
 class DiffusionDreamVecEnv(VectorEnv):
     """``num_envs`` diffusion dreams stepped together (same-step autoreset).
 
@@ -192,7 +186,7 @@ class DiffusionDreamVecEnv(VectorEnv):
     def __init__(self, model: DiffusionWorldModel, num_envs: int, num_steps: int = 3, noise_scale: float = 1.0,
                  max_episode_steps: int = 1000, device: str | torch.device = "cpu", seed: int = 0,
                  done_mode: str = "sample", render_mode: str | None = None) -> None:
-        self.render_mode = _check_render_mode(render_mode)
+        self.render_mode = check_render_mode(render_mode)
         self.core = DiffusionDreamCore(model, num_envs, num_steps, noise_scale, max_episode_steps, device, seed,
                                        done_mode)
         self.num_envs = self.core.num_envs
@@ -236,7 +230,7 @@ class DiffusionDreamVecEnv(VectorEnv):
         return self.core.frame() if self.render_mode == "rgb_array" else None
 
 
-class DiffusionDreamEnv(gymnasium.Env):
+class DiffusionDreamEnv(CoreDreamEnv):
     """One diffusion dream as a ``gymnasium.Env`` (arguments as :class:`DiffusionDreamVecEnv`).
 
     ``step`` before ``reset`` or after the episode ended raises ``ResetNeeded``.
@@ -247,39 +241,11 @@ class DiffusionDreamEnv(gymnasium.Env):
     def __init__(self, model: DiffusionWorldModel, num_steps: int = 3, noise_scale: float = 1.0,
                  max_episode_steps: int = 1000, device: str | torch.device = "cpu", seed: int = 0,
                  done_mode: str = "sample", render_mode: str | None = None) -> None:
-        self.render_mode = _check_render_mode(render_mode)
+        self.render_mode = check_render_mode(render_mode)
         self.core = DiffusionDreamCore(model, 1, num_steps, noise_scale, max_episode_steps, device, seed, done_mode)
         self.observation_space = self.core.single_observation_space
         self.action_space = self.core.single_action_space
         self._done = True
-
-    def reset(self, *, seed: int | None = None,
-              options: dict[str, Any] | None = None) -> tuple[np.ndarray, dict[str, Any]]:
-        """New dream episode from a real context; ``seed`` re-seeds the dream's generator."""
-        super().reset(seed=seed)
-        if seed is not None:
-            self.core.reseed(seed)
-        start = (options or {}).get("start_index")
-        obs = self.core.reset_slots(None, None if start is None else [start])
-        self._done = False
-        return obs[0], {"start_index": int(self.core.start_idx[0])}
-
-    def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
-        """One dream step."""
-        core = self.core
-        if self._done:
-            raise ResetNeededError("call reset() before step() (at the start and after an episode ends)")
-        obs, rew, term = core.advance(core.to_tensor(action))
-        core.t += 1
-        core.ret += rew
-        terminated = bool(term[0])
-        truncated = bool(core.t[0] >= core.max_episode_steps) and not terminated
-        self._done = terminated or truncated
-        return obs[0], float(rew[0]), terminated, truncated, {"start_index": int(core.start_idx[0])}
-
-    def render(self) -> np.ndarray | None:
-        """The current frame upscaled to 256 x 256 with ``render_mode="rgb_array"``; else None."""
-        return self.core.frame() if self.render_mode == "rgb_array" else None
 
 
 __all__ = ["DiffusionDreamEnv", "DiffusionDreamVecEnv"]

@@ -361,7 +361,8 @@ class DreamCore:
         return upscale(self.model.vae.decode_uint8(self.z[:1])[0], scale)
 
 
-def _check_render_mode(render_mode: str | None) -> str | None:
+def check_render_mode(render_mode: str | None) -> str | None:
+    """``render_mode`` if it is None or ``"rgb_array"`` (what every dream env renders); ConfigError otherwise."""
     if render_mode not in (None, "rgb_array"):
         raise ConfigError(f"render_mode must be None or 'rgb_array', got {render_mode!r}")
     return render_mode
@@ -414,7 +415,7 @@ class DreamVecEnv(_CoreViews, VectorEnv):
                  dropout: float | None = None, temperature: float = 1.0, max_episode_steps: int = 1000,
                  device: str | torch.device = "cpu", seed: int = 0, mc_samples: int = 8,
                  render_mode: str | None = None, precision: str = "float32", done_mode: str = "sample") -> None:
-        self.render_mode = _check_render_mode(render_mode)
+        self.render_mode = check_render_mode(render_mode)
         self.core = DreamCore(model, num_envs, mask_mode, dropout, temperature, max_episode_steps, device,
                               seed, mc_samples, precision, done_mode)
         self.model = self.core.model
@@ -466,27 +467,18 @@ class DreamVecEnv(_CoreViews, VectorEnv):
         return self.core.frame()
 
 
-class DreamEnv(_CoreViews, gymnasium.Env):
-    """One dream as a ``gymnasium.Env`` (arguments as :class:`DreamVecEnv`, without ``num_envs``).
+class CoreDreamEnv(gymnasium.Env):
+    """One dream as a ``gymnasium.Env`` over a batch-of-one dream core (``self.core``), shared by the
+    dropout dream (:class:`DreamCore`) and the diffusion dream: the core provides ``reset_slots``,
+    ``advance``, ``to_tensor``, ``frame``, ``reseed`` and the per-slot ``t``, ``ret``, ``start_idx``.
 
-    ``step`` after the episode ended (or before ``reset``) raises ``ResetNeeded``.
-    ``reset(options={"start_index": i})`` starts from row ``i`` of ``start_z``.
+    ``step`` after the episode ended (or before ``reset``) raises ``ResetNeeded``; ``render()``
+    returns the core's current frame (upscaled) with ``render_mode="rgb_array"``, else None.
     """
 
-    metadata: ClassVar[dict[str, Any]] = {"render_modes": ["rgb_array"], "render_fps": 15}
-
-    def __init__(self, model: DropoutWorldModel, mask_mode: str = "per_episode", dropout: float | None = None,
-                 temperature: float = 1.0, max_episode_steps: int = 1000, device: str | torch.device = "cpu",
-                 seed: int = 0, mc_samples: int = 8, render_mode: str | None = None,
-                 precision: str = "float32", done_mode: str = "sample") -> None:
-        self.render_mode = _check_render_mode(render_mode)
-        self.core = DreamCore(model, 1, mask_mode, dropout, temperature, max_episode_steps, device, seed,
-                              mc_samples, precision, done_mode)
-        self.model = self.core.model
-        self.observation_space = self.core.single_observation_space
-        self.action_space = self.core.single_action_space
-        self._done = True
-
+    core: Any
+    render_mode: str | None
+    _done: bool
 
     def reset(self, *, seed: int | None = None,
               options: dict[str, Any] | None = None) -> tuple[np.ndarray, dict[str, Any]]:
@@ -500,8 +492,7 @@ class DreamEnv(_CoreViews, gymnasium.Env):
         return obs[0], {"start_index": int(self.core.start_idx[0])}
 
     def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
-        """One dream step; ActionError for an action outside ``[0, n_actions)`` (continuous: outside the
-        Box, NaN/inf, or not of shape ``(action_dim,)``)."""
+        """One dream step; ActionError for an action the core's action space refuses."""
         core = self.core
         if self._done:
             raise ResetNeeded("call reset() before step() (at the start and after an episode ends)")
@@ -514,7 +505,29 @@ class DreamEnv(_CoreViews, gymnasium.Env):
         return obs[0], float(rew[0]), terminated, truncated, {"start_index": int(core.start_idx[0])}
 
     def render(self) -> np.ndarray | None:
-        """The current z decoded to a frame, upscaled 4x, when ``render_mode="rgb_array"``."""
+        """The current frame, upscaled, when ``render_mode="rgb_array"``; else None."""
         if self.render_mode != "rgb_array":
             return None
         return self.core.frame()
+
+
+class DreamEnv(_CoreViews, CoreDreamEnv):
+    """One dream as a ``gymnasium.Env`` (arguments as :class:`DreamVecEnv`, without ``num_envs``).
+
+    ``step`` after the episode ended (or before ``reset``) raises ``ResetNeeded``.
+    ``reset(options={"start_index": i})`` starts from row ``i`` of ``start_z``.
+    """
+
+    metadata: ClassVar[dict[str, Any]] = {"render_modes": ["rgb_array"], "render_fps": 15}
+
+    def __init__(self, model: DropoutWorldModel, mask_mode: str = "per_episode", dropout: float | None = None,
+                 temperature: float = 1.0, max_episode_steps: int = 1000, device: str | torch.device = "cpu",
+                 seed: int = 0, mc_samples: int = 8, render_mode: str | None = None,
+                 precision: str = "float32", done_mode: str = "sample") -> None:
+        self.render_mode = check_render_mode(render_mode)
+        self.core = DreamCore(model, 1, mask_mode, dropout, temperature, max_episode_steps, device, seed,
+                              mc_samples, precision, done_mode)
+        self.model = self.core.model
+        self.observation_space = self.core.single_observation_space
+        self.action_space = self.core.single_action_space
+        self._done = True
