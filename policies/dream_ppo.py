@@ -41,7 +41,12 @@ from torch import nn
 from simlab.config import to_dict
 from simlab.data import atomic_dir, recover_dir
 from simlab.errors import CheckpointError, ConfigError
-from simlab.integrity import read_sealed_json, write_sealed_json
+from simlab.integrity import (
+    read_sealed_json,
+    verify_dir_digests,
+    write_dir_digests,
+    write_sealed_json,
+)
 from simlab.policies.cmaes import (
     CONFIG_NAME,
     FORMAT_VERSION,
@@ -288,13 +293,15 @@ def policy_meta(model: PPO, cfg: DreamPPOConfig) -> dict[str, Any]:
 
 
 def save_checkpoint(final: Path, model: PPO, cfg: DreamPPOConfig) -> Path:
-    """Atomically write the checkpoint directory: SB3 zip, exported policy, state.json (last)."""
+    """Atomically write the checkpoint directory: SB3 zip, exported policy, state.json, and last the
+    sealed digest record of all of them (checked before a resume unpickles the zip)."""
     check_weights(model.policy, "dream ppo")  # never save diverged weights
     with atomic_dir(final) as tmp:
         model.save(tmp / SB3_ZIP)  # SB3's own format, read back only to resume
         DreamPolicy(export_actor(model), policy_meta(model, cfg)).save(tmp / "policy")
         write_sealed_json(tmp / STATE, {"format_version": FORMAT_VERSION, "num_timesteps": int(model.num_timesteps),
                                         "config": to_dict(cfg), "time": time.time()})
+        write_dir_digests(tmp)
     return final
 
 
@@ -340,8 +347,9 @@ def _resolve_device(device: str) -> str:
 def _read_state(final: Path, cfg: DreamPPOConfig) -> dict[str, Any] | None:
     recover_dir(final)
     p = final / STATE
-    if not p.exists():
-        return None
+    if not final.is_dir() or not any(final.iterdir()):
+        return None  # swapped in whole (atomic_dir): any file means a checkpoint, checked in full
+    verify_dir_digests(final, CheckpointError, "dream PPO checkpoint")
     state = read_sealed_json(p, CheckpointError, "dream PPO checkpoint state")
     try:
         n = int(state["num_timesteps"])

@@ -11,7 +11,9 @@ run directory::
     RUN/tb/                              TensorBoard events (only if tensorboard is installed)
     RUN/checkpoints/latest/sb3_model.zip SB3's own checkpoint, used only to --resume
     RUN/checkpoints/latest/policy/       the exported actor (config.json + model.safetensors)
-    RUN/checkpoints/latest/state.json    num_timesteps of the checkpoint (written last)
+    RUN/checkpoints/latest/state.json    num_timesteps of the checkpoint
+    RUN/checkpoints/latest/files.sha256.json  sealed size + SHA-256 of every file above (written
+                                         last; checked before --resume unpickles the zip)
     RUN/checkpoints/best/policy/         best policy by eval return (when eval_every > 0)
     RUN/checkpoints/step_<N>/policy/     kept policies of periodic checkpoints (keep_checkpoints=true)
     RUN/baselines.json                   uniform-random and stand-still returns on eval_splits
@@ -44,7 +46,12 @@ from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 from simlab.config import from_dict, load_yaml, resolve, save_yaml, to_dict
 from simlab.data import atomic_dir, recover_dir, write_json_atomic
 from simlab.errors import CheckpointError, ConfigError
-from simlab.integrity import read_sealed_json, write_sealed_json
+from simlab.integrity import (
+    read_sealed_json,
+    verify_dir_digests,
+    write_dir_digests,
+    write_sealed_json,
+)
 from simlab.policies.evaluate import procgen_game
 from simlab.policies.networks import ImpalaCNN
 from simlab.policies.saved import ImpalaActor, SavedPolicy, save_policy
@@ -287,7 +294,9 @@ def make_logger(run: RunDir) -> Logger:
 
 
 def save_checkpoint(run: RunDir, model: PPO, cfg: PPOConfig, name: str = "latest") -> Path:
-    """Atomically write ``checkpoints/<name>/``: SB3 zip, exported policy, state.json (last).
+    """Atomically write ``checkpoints/<name>/``: SB3 zip, exported policy, state.json, and last the
+    sealed digest record of all three (:func:`simlab.integrity.write_dir_digests`), which
+    :func:`load_checkpoint` checks before SB3 unpickles anything.
 
     DivergedError (nothing written) when the weights are no longer finite: a NaN loss in SB3's
     update leaves NaN weights, and the last good checkpoint must stay the newest.
@@ -303,7 +312,28 @@ def save_checkpoint(run: RunDir, model: PPO, cfg: PPOConfig, name: str = "latest
         save_policy(tmp / "policy", export_actor(model), policy_meta(model, cfg))
         write_sealed_json(tmp / STATE, {"format_version": 1, "num_timesteps": int(model.num_timesteps),
                                         "time": time.time()})
+        write_dir_digests(tmp)
     return final
+
+
+def load_checkpoint(ckpt: Path, cfg: PPOConfig, venv: Any, device: str) -> PPO:
+    """Load the SB3 model of a checkpoint directory written by :func:`save_checkpoint`.
+
+    Checked first, before SB3 reads (and unpickles) the zip: the directory's digest record
+    exists, and every file has its recorded size and SHA-256 and no other file is present
+    (:func:`simlab.integrity.verify_dir_digests`). CheckpointError, one line naming the file,
+    for any failure, including one of SB3's own reader.
+    """
+    try:
+        verify_dir_digests(ckpt, CheckpointError, "PPO checkpoint")
+    except CheckpointError as e:
+        raise CheckpointError(f"cannot resume from this checkpoint: {e}") from None
+    try:
+        return PPO.load(ckpt / SB3_ZIP, env=venv, device=device, custom_objects={
+            "policy_kwargs": policy_kwargs(cfg), "learning_rate": cfg.lr, "clip_range": cfg.clip})
+    except Exception as e:  # noqa: BLE001 - any failure to read SB3's zip is a bad checkpoint
+        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise CheckpointError(f"{ckpt / SB3_ZIP}: cannot resume from this checkpoint ({msg})") from None
 
 
 def keep_policy(run: RunDir, model: PPO, cfg: PPOConfig) -> Path:
@@ -543,7 +573,7 @@ def train_ppo(cfg: PPOConfig, out: Path | str, resume: bool = False, progress: b
 
     Raises:
         ConfigError: bad config, non-procgen env id, or a non-empty ``out`` without ``resume``.
-        CheckpointError: the checkpoint to resume from is unreadable.
+        CheckpointError: the checkpoint to resume from fails its integrity record or is unreadable.
     """
     out = Path(out)
     procgen_game(cfg.env_id)
@@ -556,14 +586,11 @@ def train_ppo(cfg: PPOConfig, out: Path | str, resume: bool = False, progress: b
     venv = make_train_env(cfg)
     latest = run.checkpoint("latest")
     recover_dir(latest)
-    resumed = resume and (latest / STATE).exists()
+    # checkpoints/latest is swapped in whole (atomic_dir), so it exists only complete; any file in
+    # it means a checkpoint to resume from, checked against its digest record.
+    resumed = resume and latest.is_dir() and any(latest.iterdir())
     if resumed:
-        try:
-            model = PPO.load(latest / SB3_ZIP, env=venv, device=device, custom_objects={
-                "policy_kwargs": policy_kwargs(cfg), "learning_rate": cfg.lr, "clip_range": cfg.clip})
-        except Exception as e:  # noqa: BLE001 - any failure to read SB3's zip is a bad checkpoint
-            msg = str(e).splitlines()[0] if str(e) else type(e).__name__
-            raise CheckpointError(f"{latest / SB3_ZIP}: cannot resume from this checkpoint ({msg})") from None
+        model = load_checkpoint(latest, cfg, venv, device)
         model.set_random_seed(cfg.seed + int(model.num_timesteps))  # fresh level streams after resuming
         run.truncate_metrics(int(model.num_timesteps))
     else:

@@ -203,7 +203,11 @@ class SavedPolicy:
 
     @classmethod
     def load(cls, path: str | Path) -> SavedPolicy:
-        """Load a saved-policy directory; CheckpointError naming the file when anything is off."""
+        """Load a saved-policy directory; CheckpointError naming the file when anything is off.
+
+        Checked: the sealed ``config.json`` (:func:`read_model_config`), the weights' SHA-256
+        against the one it records (required), then the safetensors header and tensor shapes.
+        """
         from safetensors import SafetensorError
         from safetensors.torch import load_file
 
@@ -217,7 +221,10 @@ class SavedPolicy:
         if not w_path.exists():
             raise CheckpointError(f"{w_path}: missing weights file")
         digest = doc.get("weights_sha256")
-        if digest is not None and sha256_file(w_path) != digest:
+        if not isinstance(digest, str):  # save_policy always records it: the weights cannot be checked
+            raise CheckpointError(f"{w_path}: {CONFIG_NAME} records no weights_sha256, so the weights "
+                                  "cannot be checked (not written by save_policy)")
+        if sha256_file(w_path) != digest:
             raise CheckpointError(f"{w_path}: checksum differs from {CONFIG_NAME} (corrupt or truncated)")
         try:
             state = load_file(str(w_path))

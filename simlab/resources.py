@@ -11,8 +11,16 @@ from __future__ import annotations
 import os
 import shutil
 from pathlib import Path
+from typing import Final
 
 from simlab.errors import ConfigError
+
+FRAME_BYTES: Final = 64 * 64 * 3
+"""Bytes of one 64x64 RGB uint8 frame (procgen-like observations)."""
+MIN_GZIP_RATIO: Final = 0.1
+"""Smallest on-disk size of gzip-compressed frames, as a fraction of their raw bytes, that the
+disk checks assume (the lower bound Dream Land uses too: shards of these games' frames do not
+compress below ~1/10). Lower-bounding the need means a refusal is certain, never a guess."""
 
 
 def human_bytes(n: float) -> str:
@@ -56,3 +64,16 @@ def check_disk(nbytes: float, path: str | os.PathLike[str], what: str) -> None:
     if nbytes > free:
         raise ConfigError(f"{what} needs at least {human_bytes(nbytes)} of disk; {p} has "
                           f"{human_bytes(free)} free (make it smaller)")
+
+
+def bytes_under(path: str | os.PathLike[str]) -> int:
+    """Total size of the regular files below ``path`` (0 when it does not exist): what a resumed
+    collection has already written, to take off its disk estimate."""
+    total = 0
+    for dirpath, _dirs, files in os.walk(path):
+        for name in files:
+            try:
+                total += os.lstat(os.path.join(dirpath, name)).st_size
+            except OSError:
+                pass
+    return total

@@ -177,6 +177,32 @@ def test_resume_continues_num_timesteps(first_run: tuple[DreamPPOConfig, RunDir,
         train_dream_ppo(Maker(), cfg_for(total_timesteps=2 * X, net_arch=[8]), run2, progress=False)
 
 
+@pytest.mark.parametrize("damage", ["flip", "truncate", "no_record"])
+def test_damaged_checkpoint_is_refused_before_unpickling(first_run: tuple[DreamPPOConfig, RunDir, DreamPolicy, dict],
+                                                         tmp_path: Path, damage: str) -> None:
+    """The SB3 zip is a pickle: a flipped byte, a truncation or a missing digest record must be a
+    one-line CheckpointError naming the file, not a traceback from SB3 or a silently wrong model."""
+    import shutil
+
+    cfg, run, _, _ = first_run
+    out = tmp_path / "damaged"
+    shutil.copytree(run.path, out)
+    ckpt = RunDir.create(out, cfg, resume=True).checkpoint("dream_ppo")
+    z = ckpt / "sb3_model.zip"
+    if damage == "flip":
+        b = bytearray(z.read_bytes())
+        b[len(b) // 2] ^= 0x01
+        z.write_bytes(bytes(b))
+    elif damage == "truncate":
+        z.write_bytes(z.read_bytes()[:-100])
+    else:
+        (ckpt / "files.sha256.json").unlink()
+    with pytest.raises(CheckpointError) as e:
+        train_dream_ppo(Maker(), cfg_for(total_timesteps=2 * X), RunDir.create(out, cfg, resume=True), progress=False)
+    msg = str(e.value)
+    assert "\n" not in msg and ("sb3_model.zip" in msg or "integrity record" in msg)
+
+
 def test_killed_run_resumes_from_last_checkpoint(tmp_path: Path) -> None:
     cfg = cfg_for(total_timesteps=3 * 128)
     run = RunDir.create(tmp_path / "run", cfg)

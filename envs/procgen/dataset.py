@@ -379,6 +379,35 @@ def _collect_record(cfg: ProcgenCollectConfig) -> dict[str, Any]:
     return {"config": asdict(cfg), "policy_sha256": _policy_fingerprint(cfg)}
 
 
+TRANSITION_OVERHEAD = 64
+"""Bytes per transition besides its frame (action, reward, flags, level seed, episode id; each
+held twice while a shard is assembled), rounded up."""
+
+
+def check_resources(cfg: ProcgenCollectConfig, root: Path, resume: bool = False) -> None:
+    """Refuse (ConfigError, one line naming the figure) a collection that cannot fit, before any
+    env is built or anything is written.
+
+    Memory of one shard (:func:`rollout_shard`): the ``(steps per slot, num_envs)`` frame buffer
+    (>= the shard's transitions), its concatenated copy, one final frame per slot, the
+    per-transition scalars, and ``num_envs`` x 8 frames for the batched env's observation and
+    render buffers and a saved policy's float input. Disk: every transition's 64x64x3 uint8 frame
+    at :data:`simlab.resources.MIN_GZIP_RATIO` (gzip is assumed to shrink frames at most 10x, so
+    the figure is a lower bound and a refusal is certain), less what a resumed collection has
+    already written.
+    """
+    from simlab.resources import FRAME_BYTES, MIN_GZIP_RATIO, bytes_under, check_disk, check_memory
+
+    per_shard = min(cfg.transitions, cfg.transitions_per_shard)
+    n = cfg.num_envs
+    buffered = -(-per_shard // n) * n
+    check_memory((buffered + per_shard + n) * FRAME_BYTES + 2 * per_shard * TRANSITION_OVERHEAD
+                 + 8 * n * FRAME_BYTES,
+                 f"a shard of {per_shard} transitions with {n} envs (64x64x3 frames)")
+    need = cfg.transitions * FRAME_BYTES * MIN_GZIP_RATIO - (bytes_under(root) if resume else 0)
+    check_disk(need, root, f"a dataset of {cfg.transitions} transitions (64x64x3 frames, gzip)")
+
+
 def collect_procgen(cfg: ProcgenCollectConfig, out: str | Path, shard: tuple[int, int] = (0, 1),
                     resume: bool = False, progress: bool = True) -> CollectResult:
     """Roll out ``cfg.policy`` and write shards ``j`` with ``j % n == i`` for ``shard=(i, n)``.
@@ -387,9 +416,11 @@ def collect_procgen(cfg: ProcgenCollectConfig, out: str | Path, shard: tuple[int
     checksum sidecar) and ``manifest.json`` once every shard exists (the
     worker that finishes last writes it). With ``resume`` (implied for
     ``n > 1`` workers sharing ``out``) finished shards are skipped, so a killed
-    collection resumed is byte-identical to an unbroken one.
+    collection resumed is byte-identical to an unbroken one. A request this machine cannot
+    hold is refused first (:func:`check_resources`), with nothing written.
     """
     root = Path(out)
+    check_resources(cfg, root, resume or shard[1] > 1)
     return collect_shards(root, cfg, shard, resume, _collect_record(cfg),
                           {"format_version": FORMAT_VERSION, "kind": KIND, "config": asdict(cfg)},
                           lambda j, tick: rollout_shard(cfg, j), {"obs", "final_obs"}, _episodes_in,

@@ -191,15 +191,46 @@ def _demos_in(path: Path) -> dict[str, int]:
                 "steps": int(f["actions"].shape[0])}
 
 
+STEP_OVERHEAD = 1024
+"""Bytes per recorded step besides its frames while a shard is assembled: proprio (32), action
+(20), reward, flags and demo id, each a numpy object in a Python list (~100 B apiece), rounded up."""
+
+
+def check_resources(cfg: GraspCollectConfig, root: Path, resume: bool = False) -> None:
+    """Refuse (ConfigError, one line naming the figure) a collection that cannot fit, before the
+    simulator is started or anything is written.
+
+    Memory of one shard (:func:`rollout_shard`): ``demos_per_shard`` demos of up to
+    :data:`MAX_STEPS` steps, each an RGB frame and a mask at ``resolution``, held once in the
+    per-step lists and once in the stacked arrays, plus :data:`STEP_OVERHEAD` per step. Disk: at
+    least :data:`~simlab.envs.toygrasp.env.HOLD_STEPS` steps per demo (a success needs that many;
+    failures run all 50) of RGB frames at :data:`simlab.resources.MIN_GZIP_RATIO` (gzip assumed to
+    shrink frames at most 10x; masks not counted), a lower bound so a refusal is certain, less what
+    a resumed collection has already written.
+    """
+    from simlab.envs.toygrasp.env import HOLD_STEPS
+    from simlab.resources import MIN_GZIP_RATIO, bytes_under, check_disk, check_memory
+
+    per_shard = min(cfg.demos, cfg.demos_per_shard)
+    rgb = cfg.resolution ** 2 * 3
+    frame = rgb + cfg.resolution ** 2  # + the uint8 mask
+    check_memory(per_shard * MAX_STEPS * (2 * frame + STEP_OVERHEAD),
+                 f"a shard of {per_shard} demos at {cfg.resolution}px (up to {MAX_STEPS} steps each)")
+    need = cfg.demos * HOLD_STEPS * rgb * MIN_GZIP_RATIO - (bytes_under(root) if resume else 0)
+    check_disk(need, root, f"a dataset of {cfg.demos} demos at {cfg.resolution}px (gzip)")
+
+
 def collect_toygrasp(cfg: GraspCollectConfig, out: str | Path, shard: tuple[int, int] = (0, 1),
                      resume: bool = False, progress: bool = True) -> CollectResult:
     """Roll out the scripted expert and write shards ``j`` with ``j % n == i`` for ``shard=(i, n)``.
 
     ``collect_config.json`` first, each shard atomically (temp file + rename),
     ``manifest.json`` once every shard exists. With ``resume`` (implied for
-    ``n > 1``) finished shards are skipped.
+    ``n > 1``) finished shards are skipped. A request this machine cannot hold is refused
+    first (:func:`check_resources`), with nothing written.
     """
     root = Path(out)
+    check_resources(cfg, root, resume or shard[1] > 1)
     return collect_shards(root, cfg, shard, resume, {"config": asdict(cfg)},
                           {"format_version": FORMAT_VERSION, "kind": KIND, "config": asdict(cfg)},
                           lambda j, tick: rollout_shard(cfg, j, on_demo=lambda: tick(1)), {"rgb", "mask"},

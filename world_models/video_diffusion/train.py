@@ -12,8 +12,11 @@ The run directory (:class:`simlab.runs.RunDir`)::
     RUN/config.yaml                  resolved VideoDiffusionConfig
     RUN/metrics.jsonl                train/loss, train/lr, time/samples_per_s, dist/* ...
     RUN/checkpoints/latest/          accelerate state (model, optimizer, EMA) + trainer_state.json
+                                     + files.sha256.json (sealed size + SHA-256 of every file, written
+                                     last; checked before --resume lets accelerate unpickle anything)
     RUN/model/                       EMA weights: config.json + diffusion_pytorch_model.safetensors
                                      + scheduler_config.json (what ``simlab eval physics --model`` loads)
+                                     + files.sha256.json (their digest record)
     RUN/videos/samples_step*.mp4     ground truth | prediction | error of fixed training videos
     RUN/plots/samples_step*.png      the same, a few frames side by side
     RUN/train_info.json              summary of the finished run
@@ -41,6 +44,7 @@ import torch
 
 from simlab.config import load_yaml, to_dict
 from simlab.errors import CheckpointError, ConfigError, SimlabError
+from simlab.integrity import verify_dir_digests, write_dir_digests
 from simlab.runs import RunDir
 from simlab.world_models.video_diffusion.conditioning import to_model_space
 from simlab.world_models.video_diffusion.config import VideoDiffusionConfig
@@ -91,6 +95,34 @@ def _replace_dir(tmp: Path, dst: Path) -> None:
     tmp.rename(dst)
     if old.exists():
         shutil.rmtree(old)
+
+
+def _recover_checkpoint(ckpt: Path) -> None:
+    """Undo a :func:`_replace_dir` killed between its renames: ``latest`` is gone but ``latest.old``
+    (the previous complete checkpoint) is still there, so put it back."""
+    old = ckpt.with_name(ckpt.name + ".old")
+    if not ckpt.exists() and old.is_dir():
+        old.rename(ckpt)
+
+
+def load_checkpoint(acc: Any, ckpt: Path) -> int:
+    """Restore the accelerate state of ``ckpt`` into ``acc``; returns the step it was taken at.
+
+    Checked first, before accelerate reads (and unpickles) anything: the digest record
+    ``files.sha256.json`` exists, every file has its recorded size and SHA-256 and no other file
+    is present (:func:`simlab.integrity.verify_dir_digests`). CheckpointError, one line naming
+    the checkpoint or file, for any failure, including one of accelerate's own reader.
+    """
+    try:
+        verify_dir_digests(ckpt, CheckpointError, "video-diffusion checkpoint")
+    except CheckpointError as e:
+        raise CheckpointError(f"cannot resume from this checkpoint: {e}") from None
+    try:
+        acc.load_state(str(ckpt))
+        return int(json.loads((ckpt / TRAINER_STATE).read_text())["step"])
+    except Exception as e:  # noqa: BLE001 - any failure to read the state is a bad checkpoint
+        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise CheckpointError(f"{ckpt}: cannot resume from this checkpoint ({msg})") from None
 
 
 def _param_checksum(model: torch.nn.Module) -> torch.Tensor:
@@ -151,6 +183,8 @@ def train_video_diffusion(cfg: VideoDiffusionConfig, data: str | Path, out: str 
     _precheck_run_dir(out, cfg, resume)
     acc.wait_for_everyone()
     run = RunDir.create(out, cfg, resume=resume) if main else RunDir(out)
+    if main and resume:
+        _recover_checkpoint(run.checkpoint("latest"))
     acc.wait_for_everyone()
 
     torch.manual_seed(cfg.seed)
@@ -166,13 +200,10 @@ def train_video_diffusion(cfg: VideoDiffusionConfig, data: str | Path, out: str 
     ckpt = run.checkpoint("latest")
 
     step = 0
-    if resume and (ckpt / TRAINER_STATE).exists():
-        try:
-            acc.load_state(str(ckpt))
-            step = int(json.loads((ckpt / TRAINER_STATE).read_text())["step"])
-        except Exception as e:  # noqa: BLE001 - any failure to read the state is a bad checkpoint
-            msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            raise CheckpointError(f"{ckpt}: cannot resume from this checkpoint ({msg})") from None
+    # checkpoints/latest is renamed into place complete (_replace_dir), so any file in it means a
+    # checkpoint to resume from; load_checkpoint checks it against its digest record first.
+    if resume and ckpt.is_dir() and any(ckpt.iterdir()):
+        step = load_checkpoint(acc, ckpt)
     if resume and main:
         run.truncate_metrics(step)  # drop what a killed run logged after its checkpoint (or all, if none)
 
@@ -188,6 +219,7 @@ def train_video_diffusion(cfg: VideoDiffusionConfig, data: str | Path, out: str 
         acc.wait_for_everyone()
         if main:
             (tmp / TRAINER_STATE).write_text(json.dumps({"step": step, "processes": acc.num_processes}))
+            write_dir_digests(tmp)  # last: a checkpoint without its record is an interrupted save
             _replace_dir(tmp, ckpt)
             net = acc.unwrap_model(model)
             ema.store(net.parameters())
@@ -197,6 +229,7 @@ def train_video_diffusion(cfg: VideoDiffusionConfig, data: str | Path, out: str 
                 shutil.rmtree(mtmp)
             net.save_pretrained(mtmp)
             ddpm.save_pretrained(mtmp)
+            write_dir_digests(mtmp)
             ema.restore(net.parameters())
             _replace_dir(mtmp, out / "model")
         acc.wait_for_everyone()
