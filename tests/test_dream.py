@@ -576,3 +576,39 @@ def test_rare_deaths_end_dreams_when_sampled() -> None:
     assert len(lengths["sample"]) > 200 and 35 < np.mean(lengths["sample"]) < 70
     with pytest.raises(ConfigError, match="done_mode"):
         model.as_vec_env(2, done_mode="sometimes")
+
+
+def test_expected_done_weights_rewards_by_survival() -> None:
+    """``done_mode="expected"`` never ends a dream; step t's reward is weighted by prod_{s<t}(1 - p_done),
+    so with p_done = 0.02 and reward r the return of T steps is r (1 - 0.98^T) / 0.02, the mean of
+    what sampled deaths give."""
+    import numpy as np
+    import torch
+
+    from simlab.world_models.dropout.mdnrnn import MDNRNN
+    from simlab.world_models.dropout.model import DropoutWorldModel
+    from simlab.world_models.dropout.vae import ConvVAE
+
+    torch.manual_seed(0)
+    vae, rnn = ConvVAE(z_dim=8), MDNRNN(z_dim=8, hidden=16, mixtures=2)
+    with torch.no_grad():  # constant heads: p_done = 0.02, reward 1.5
+        for name, p in rnn.named_parameters():
+            if "done" in name or "reward" in name:
+                p.zero_()
+                if name.endswith("bias"):
+                    p.fill_(float(np.log(1 / 49)) if "done" in name else 1.5)
+    model = DropoutWorldModel(vae, rnn, torch.zeros(4, 8))
+    steps = 30
+    env = model.as_vec_env(8, mask_mode="none", max_episode_steps=steps, done_mode="expected", seed=0)
+    env.reset(seed=0)
+    total = np.zeros(8)
+    for t in range(steps):
+        _, rew, term, trunc, info = env.step(np.zeros(8, np.int64))
+        assert not term.any()
+        total += rew
+        assert np.allclose(rew, 1.5 * 0.98 ** t, rtol=1e-5)
+    assert trunc.all() and np.allclose(info["episode_return"], total)
+    assert np.allclose(total, 1.5 * (1 - 0.98 ** steps) / 0.02, rtol=1e-4)
+    env.reset(seed=0)  # a new episode starts alive again
+    _, rew, *_ = env.step(np.zeros(8, np.int64))
+    assert np.allclose(rew, 1.5, rtol=1e-5)

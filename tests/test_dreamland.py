@@ -65,9 +65,20 @@ def test_debug_run_writes_everything(unbroken: Path) -> None:
     panel = d["fidelity_panel"]["dreamland"]
     assert len(panel["names"]) == len(panel["dream"]) == len(panel["real"]) >= 4 + 2 + 1
     assert set(d["multistep"]) == set(rep["variants"]) and d["multistep"]["dreamland"]["horizon"] == [1, 2, 4]
+    assert set(d["counterfactual"]) == set(rep["variants"])
+    cf = d["counterfactual"]["dreamland"]
+    assert cf["horizon"] == 4 and cf["pairs"] > 0 and set(cf["death_rate"]) == {"1", "4", "7"}
+    # Dodge is mirror-symmetric: every real episode is also trained on flipped, LEFT <-> RIGHT
+    assert d["data"]["mirrored_episodes"] * 2 == d["data"]["episodes"]
+    with np.load(unbroken / "data" / "latents.npz") as f:
+        lens, acts = f["lengths"], f["actions"]
+    half = int(lens[: len(lens) // 2].sum())
+    perm = np.array([6, 7, 8, 3, 4, 5, 0, 1, 2, 9, 10, 11, 12, 13, 14])
+    assert np.array_equal(acts[half:], perm[acts[:half]])
     text = (unbroken / "report.md").read_text()
     for row in ("| Dream Land |", "| World Models (baseline) |", "| upper bound: CMA-ES in the real game |",
-                "| fixed: sweep wall to wall |", "hard (OOD dynamics)", "**Hazard recall**", "**Dream fidelity**"):
+                "| fixed: sweep wall to wall |", "hard (OOD dynamics)", "**Hazard recall**", "**Dream fidelity**",
+                "**Counterfactual test**"):
         assert row in text, row
     m = DropoutWorldModel.from_pretrained(unbroken / "world_models" / "dreamland")
     assert m.rnn.config.dropout == 0.05 and m.vae.config.fg_weight == 30.0

@@ -245,6 +245,11 @@ class BatchedGame:
     name: ClassVar[str] = ""
     max_steps: ClassVar[int] = 1000
     """Episode length limit (truncation)."""
+    mirror_actions: ClassVar[tuple[int, ...] | None] = None
+    """For a game whose rules are left-right symmetric: the action a mirrored agent takes for each
+    action (a permutation of the 15, e.g. LEFT <-> RIGHT), so a horizontally flipped episode with
+    these actions is as likely an episode as the original (world models may train on both).
+    None: not symmetric (CoinRun's goal is always to the right)."""
 
     def __init__(self, num_envs: int, opts: ProcgenOptions) -> None:
         num_envs = check_int("num_envs", num_envs, 1, MAX_NUM_ENVS)

@@ -252,6 +252,9 @@ class Dodge(BatchedGame):
     """Attributes holding the in-episode state (everything else is fixed by the level)."""
     agent_speed = AGENT_SPEED
     """Pixels the agent moves per LEFT/RIGHT step."""
+    mirror_actions = (6, 7, 8, 3, 4, 5, 0, 1, 2, 9, 10, 11, 12, 13, 14)
+    """Left-right symmetric rules (an arena symmetric about its centre, shots that fall or aim at
+    the agent, Dodge-v1's view centred on the agent): LEFT combos <-> RIGHT combos."""
 
     def __init__(self, num_envs: int, opts: ProcgenOptions) -> None:
         super().__init__(num_envs, opts)

@@ -34,7 +34,8 @@ Starting State:
 Episode End:
     Terminated with the done head's probability p_done (``done_mode="sample"``, the
     default: rare deaths stay rare but happen), or when p_done > 0.5
-    (``done_mode="threshold"``); ``mc_mean`` uses the mean probability over masks.
+    (``done_mode="threshold"``), or never (``done_mode="expected"``: rewards are weighted
+    by the survival probability instead); ``mc_mean`` uses the mean probability over masks.
     Truncated after ``max_episode_steps``.
 Arguments:
     model, num_envs (vector env only), mask_mode, dropout (default: the model's
@@ -72,9 +73,12 @@ PRECISIONS = ("float32", "bfloat16")
 RENDER_SCALE = 4
 """``render()`` upscales the decoded 64x64 frame by this factor (nearest neighbour)."""
 
-DONE_MODES = ("sample", "threshold")
+DONE_MODES = ("sample", "threshold", "expected")
 """How a dream decides termination from the done head: draw it with probability p_done
-(default; keeps rare deaths), or p_done > 0.5."""
+(default; keeps rare deaths), p_done > 0.5, or never (``expected``: each reward is weighted by
+the probability of having survived to it, ``prod_{s<t} (1 - p_done_s)``, so an episode's return
+is its expected return under the done head, as Dreamer weights imagined rewards by the predicted
+continuation; a rare hazard then moves every return a little instead of ending a few)."""
 
 
 class FusedStep:
@@ -227,6 +231,8 @@ class DreamCore:
         self.masks: Masks | None = None
         self.t = np.zeros(n, np.int64)
         self.ret = np.zeros(n, np.float64)
+        self.alive = torch.ones(n, device=self.device)
+        """``expected`` done mode: probability of having survived every step so far ``(N,)``."""
         self.start_idx = np.zeros(n, np.int64)
         self.ready = False
         low = np.concatenate([np.full(zd, -np.inf), np.full(hd, -1.0)]).astype(np.float32)
@@ -304,6 +310,10 @@ class DreamCore:
                 self.masks.z[it] = m.z
                 self.masks.h[it] = m.h
         sel = slice(None) if idx is None else idx
+        if idx is None:
+            self.alive = torch.ones(self.num_envs, device=self.device)
+        else:
+            self.alive[it] = 1.0
         self.t[sel] = 0
         self.ret[sel] = 0.0
         self.start_idx[sel] = k_host
@@ -344,6 +354,10 @@ class DreamCore:
             # steps) never crosses a 0.5 threshold, so thresholding would make dreams endless.
             u = torch.rand(p_done.shape, generator=self.gen, device=p_done.device, dtype=p_done.dtype)
             p_done = (u < p_done).to(p_done.dtype)
+        elif self.done_mode == "expected":
+            rew = rew * self.alive
+            self.alive = self.alive * (1.0 - p_done)
+            p_done = torch.zeros_like(p_done)
         d = self.obs_dim
         if not self.pack_transfer:  # CPU: write the observation straight into the returned array
             obs = np.empty((n, d), np.float32)
@@ -394,8 +408,9 @@ class DreamVecEnv(_CoreViews, VectorEnv):
         device: ``"cpu"`` or ``"cuda"``.
         seed: seeds the dream's torch.Generator (``reset(seed=...)`` re-seeds it).
         mc_samples: masks averaged per step with ``"mc_mean"``.
-        done_mode: ``"sample"`` (terminate with probability p_done, default) or
-            ``"threshold"`` (terminate when p_done > 0.5).
+        done_mode: ``"sample"`` (terminate with probability p_done, default),
+            ``"threshold"`` (terminate when p_done > 0.5) or ``"expected"`` (never terminate;
+            rewards weighted by the probability of having survived, see :data:`DONE_MODES`).
         render_mode: ``"rgb_array"``: :meth:`render` returns slot 0's decoded frame.
         precision: ``"float32"`` (exact) or ``"bfloat16"`` (matmuls in bfloat16, ~2x faster
             on CPUs with AVX512-BF16 and on GPUs; see :class:`FusedStep`).
@@ -425,6 +440,11 @@ class DreamVecEnv(_CoreViews, VectorEnv):
         self.observation_space = batch_space(self.single_observation_space, self.num_envs)
         self.action_space = batch_space(self.single_action_space, self.num_envs)
 
+
+    @property
+    def num_start_states(self) -> int:
+        """Rows of the model's ``start_z``: valid ``start_index`` values are ``0 .. num_start_states - 1``."""
+        return int(self.core.start_z_host.shape[0])
 
     def reset(self, *, seed: int | list[int] | None = None,
               options: dict[str, Any] | None = None) -> tuple[np.ndarray, dict[str, Any]]:
