@@ -356,6 +356,12 @@ class CMAESConfig:
     """Every this many generations (and after the last) evaluate the CMA mean; 0 = never."""
     eval_episodes: int = 1024
     """Dream episodes of each evaluation of the CMA mean (one batched env)."""
+    common_starts: bool = False
+    """Common random numbers: every candidate of a generation plays its episodes from the SAME start
+    states, and every evaluation of the CMA mean the same episodes (drawn from the generation's seed; the env must expose ``num_start_states`` and accept
+    ``reset(options={"start_index": ...})``, as dream envs do). Candidates then differ by their
+    play, not by the luck of their starts: measured on Dodge-v1 dreams started from burned-in real
+    states, the start state decides most of a 30-step dream's return."""
 
     def __post_init__(self) -> None:
         for k in ("popsize", "episodes_per_candidate", "max_episode_steps", "eval_episodes"):
@@ -372,8 +378,9 @@ class CMAESConfig:
                 or not math.isfinite(self.sigma0) or self.sigma0 <= 0:
             raise ConfigError(f"config key 'sigma0' must be a finite number > 0, got {self.sigma0!r}")
         self.sigma0 = float(self.sigma0)
-        if not isinstance(self.diagonal, bool):
-            raise ConfigError(f"config key 'diagonal' must be true/false, got {self.diagonal!r}")
+        for k in ("diagonal", "common_starts"):
+            if not isinstance(getattr(self, k), bool):
+                raise ConfigError(f"config key {k!r} must be true/false, got {getattr(self, k)!r}")
 
 
 def generation_seed(seed: int, generation: int, stream: int = 0) -> int:
@@ -408,7 +415,8 @@ def _check_env(env: Any, in_dim: int, actions: list[int] | spaces.Box, num_envs:
 
 
 def rollout_controllers(make_env: MakeEnv, params: np.ndarray, in_dim: int, actions: Actions,
-                        episodes: int, seed: int, max_episode_steps: int) -> dict[str, Any]:
+                        episodes: int, seed: int, max_episode_steps: int,
+                        common_starts: bool = False) -> dict[str, Any]:
     """Play ``episodes`` episodes of each of ``P`` linear controllers in ONE batched env.
 
     Args:
@@ -419,6 +427,8 @@ def rollout_controllers(make_env: MakeEnv, params: np.ndarray, in_dim: int, acti
         episodes: episodes per controller; slot ``i * episodes + j`` is controller ``i``'s ``j``-th.
         seed: passed to ``make_env`` and to ``env.reset(seed=seed)``.
         max_episode_steps: step limit; slots still running then count their partial return.
+        common_starts: episode ``j`` of every controller starts from the same start state (drawn
+            from ``seed`` among the env's ``num_start_states``; ConfigError if it has none).
 
     Returns:
         ``{"returns": (P, episodes) float64, "lengths": (P, episodes) int64,
@@ -440,7 +450,15 @@ def rollout_controllers(make_env: MakeEnv, params: np.ndarray, in_dim: int, acti
     steps = 0
     try:
         _check_env(env, in_dim, actions, n)
-        obs, _ = env.reset(seed=seed)
+        options = None
+        if common_starts:
+            m = getattr(env, "num_start_states", None)
+            if not isinstance(m, int) or m < 1:
+                raise ConfigError(f"{type(env).__name__}: common_starts needs an env with num_start_states "
+                                  "(a dream env)")
+            starts = np.random.default_rng([int(seed), 0x5EED]).integers(0, m, episodes)
+            options = {"start_index": np.tile(starts, p)}
+        obs, _ = env.reset(seed=seed, options=options)
         while steps < max_episode_steps and not done.all():
             x = _to_numpy(obs).astype(np.float32, copy=False).reshape(p, episodes, in_dim)
             act = LinearController.batched_act(x, W, b, actions)
@@ -681,7 +699,7 @@ def train_cmaes(make_env: MakeEnv, in_dim: int, actions: Actions, cfg: CMAESConf
             t0 = time.time()
             X = es.ask()
             out = rollout_controllers(make_env, X, in_dim, actions, cfg.episodes_per_candidate,
-                                      generation_seed(cfg.seed, g), cfg.max_episode_steps)
+                                      generation_seed(cfg.seed, g), cfg.max_episode_steps, cfg.common_starts)
             fit = _fitness(out["returns"])
             es.tell(X, fit)
             fitness_log.append([float(f) for f in fit])
@@ -694,8 +712,11 @@ def train_cmaes(make_env: MakeEnv, in_dim: int, actions: Actions, cfg: CMAESConf
                 best_return, best_gen, best_params = float(fit[i]), g, X[i].copy()
             if cfg.eval_every > 0 and (g % cfg.eval_every == 0 or g == cfg.generations):
                 mean = es.mean
+                # common_starts: every evaluation of the mean plays the same episodes (generation 0's
+                # seed), so the means of different generations are compared on equal terms
                 ev = rollout_controllers(make_env, mean, in_dim, actions, cfg.eval_episodes,
-                                         generation_seed(cfg.seed, g, 1), cfg.max_episode_steps)
+                                         generation_seed(cfg.seed, 0 if cfg.common_starts else g, 1),
+                                         cfg.max_episode_steps, cfg.common_starts)
                 r = float(ev["returns"].mean())
                 metrics["cmaes/eval_return"] = r
                 evals.append({"generation": g, "return": r, "params": [float(x) for x in mean]})

@@ -78,6 +78,10 @@ def summarize(dl: Any) -> dict[str, Any]:
             diag["multistep"][v] = rec["multistep"]
         if "death_prediction" in rec:
             diag.setdefault("death_prediction", {})[v] = rec["death_prediction"]
+        if "counterfactual" in rec:
+            diag.setdefault("counterfactual", {})[v] = rec["counterfactual"]
+    enc = dl.run.stage_done("encode") or {}
+    diag["data"] = {k: enc.get(k) for k in ("episodes", "transitions", "mirrored_episodes", "deaths")}
     names = dl.cfg.variants()
     if dl.cfg.world_model == "diffusion":  # the pixel dream's row and diagnostics (issue 12)
         names = [*names, "diffusion"]
@@ -180,6 +184,19 @@ def markdown(dl: Any, s: dict[str, Any]) -> str:
         lines.append(f"- **Death prediction** of `{var}` fed real held-out latents (teacher forcing): AUC "
                      f"{dp['auc']:.3f} over {dp['deaths']} deaths in {dp['steps']} steps (mean p_done "
                      f"{dp['p_at_death']:.3f} at a death, {dp['p_other']:.4f} elsewhere).")
+    for var, cf in d.get("counterfactual", {}).items():
+        lines.append(f"- **Counterfactual test** of `{var}` ({cf['pairs']} real states x actions, each action held "
+                     f"{cf['horizon']} steps in a copy of the real game and in the dream; {cf['real_deaths']} real "
+                     f"deaths): the dream's death probability has AUC {cf['auc']:.3f} (teacher forced "
+                     f"{cf['auc_teacher_forced']:.3f}); where one action really dies and another lives "
+                     f"({cf['action_pairs']} pairs) the dream blames the fatal one {cf['action_accuracy']:.0%} of "
+                     f"the time (teacher forced {cf['action_accuracy_teacher_forced']:.0%}; 50% is chance): "
+                     "what a dream-trained controller can learn to dodge.")
+    data = d.get("data") or {}
+    if data.get("transitions"):
+        lines.append(f"- World-model data: {data['transitions']} transitions in {data['episodes']} episodes"
+                     + (f" ({data['mirrored_episodes']} of them mirror images)" if data.get("mirrored_episodes") else "")
+                     + (f", {data['deaths']} deaths" if data.get("deaths") is not None else "") + ".")
     if d["dream_fidelity"]:
         lines += ["", "![dream fidelity](plots/dream_fidelity.png)"]
     if d["multistep"]:

@@ -1,0 +1,49 @@
+"""Fork a finished Dream Land run: same data, VAE, world models and upper bound; new controller settings.
+
+    python experiments/dreamland_fork.py runs/SRC runs/DST key=value ...
+    simlab train dreamland --out runs/DST --resume key=value ...   # the same overrides
+
+Copies ``SRC`` without its dream controllers, their evaluations, diagnostics and report, writes the
+config with the overrides (sealed, as simlab writes it), so ``--resume`` retrains only the controllers
+(and the diagnostics) and every other figure stays the source run's. Used to compare controller
+settings on one world model (docs/results.md, "Why the dream could not rank controllers").
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from pathlib import Path
+
+import yaml
+
+from simlab.config import from_dict, load_yaml, save_yaml, to_dict
+from simlab.pipelines.dreamland import UPPER, DreamlandConfig
+
+KEEP_STAGES = ("collect", "collect_heldout", "vae", "encode", "diag_vae", "fixed", "rnn_", f"controller_{UPPER}",
+               f"eval_{UPPER}")
+
+
+def main(src: Path, dst: Path, overrides: list[str]) -> None:
+    if dst.exists():
+        sys.exit(f"error: {dst} exists")
+    cfg = to_dict(load_yaml(DreamlandConfig, src / "config.yaml", sealed=True))
+    for kv in overrides:
+        key, _, value = kv.partition("=")
+        if key not in cfg:
+            sys.exit(f"error: unknown config key {key!r}")
+        cfg[key] = yaml.safe_load(value)
+    shutil.copytree(src, dst, ignore=shutil.ignore_patterns("controllers", "eval", "report.*", "plots", "videos"))
+    for sub in ("controllers", "eval"):
+        if (src / sub / UPPER).exists():
+            shutil.copytree(src / sub / UPPER, dst / sub / UPPER)
+    for p in (dst / "stages").glob("*.json"):
+        if not p.name.startswith(KEEP_STAGES):
+            p.unlink()
+    save_yaml(from_dict(DreamlandConfig, cfg), dst / "config.yaml")
+
+
+if __name__ == "__main__":
+    if len(sys.argv) < 3:
+        sys.exit(__doc__)
+    main(Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3:])
