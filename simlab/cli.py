@@ -15,6 +15,8 @@ from typing import Annotated, Any
 import typer
 
 from simlab.cli_options import (
+    check_option_keys,
+    comma_list,
     count_opt,
     fraction_opt,
     out_dir,
@@ -142,10 +144,17 @@ def collect_procgen_cmd(
 ) -> None:
     """Roll out a policy on procgen-like levels and store HDF5 episodes (obs, actions, rewards, level seeds)."""
     from simlab.data import parse_shard
-    from simlab.envs.procgen.dataset import ProcgenCollectConfig, collect_procgen, export_minari
+    from simlab.envs.procgen.dataset import (
+        ProcgenCollectConfig,
+        check_minari_id,
+        collect_procgen,
+        export_minari,
+    )
 
     cfg = ProcgenCollectConfig(game=game, levels=levels, distribution_mode=distribution_mode,
                                transitions=transitions, policy=policy, seed=seed, num_envs=num_envs)
+    if minari is not None:
+        check_minari_id(minari)  # a bad or taken id is refused before minutes of collection
     res = collect_procgen(cfg, out, shard=parse_shard(shard), resume=resume)
     summary: dict[str, Any] = {"out": str(out), "transitions": transitions, "shards_written": len(res.written),
                                "shards_skipped": len(res.skipped), "complete": res.complete,
@@ -220,7 +229,7 @@ def _parse_indices(text: str, n: int) -> list[int]:
             a, b = text.split(":")
             idx = list(range(int(a or 0), int(b) if b else n))
         else:
-            idx = [int(x) for x in text.split(",") if x.strip()]
+            idx = [int(x) for x in comma_list(text, "--indices")]
     except ValueError:
         raise ConfigError(f"--indices must look like 0:16 or 0,5,9, got {text!r}") from None
     bad = [i for i in idx if not 0 <= i < n]
@@ -473,9 +482,9 @@ def train_dreamland_cmd(
                      ("world_model", world_model)):
         if val is not None:
             ov.append(f"{key}={val}")
-    if sweep:
+    if sweep is not None:
         try:
-            rates = [float(x) for x in sweep.split(",") if x.strip()]
+            rates = [float(x) for x in comma_list(sweep, "--sweep")]
         except ValueError:
             raise ConfigError(f"--sweep must be comma-separated numbers, got {sweep!r}") from None
         ov.append(f"sweep=[{', '.join(repr(r) for r in rates)}]")
@@ -497,7 +506,8 @@ def train_ppo_cmd(
     out: Annotated[Path, out_dir("Run directory.")],
     env: Annotated[str, typer.Option(help="A procgen-like env id, e.g. simlab/Maze-v0.")] = "simlab/Maze-v0",
     num_levels: Annotated[int | None, count_opt("Training levels (0 = unlimited).", minimum=0)] = None,
-    total_timesteps: Annotated[int | None, count_opt("Environment steps to train for.")] = None,
+    total_timesteps: Annotated[int | None, count_opt("Environment steps to train for (up to 10**11).", 1,
+                                                     10**11)] = None,
     preset: Annotated[list[str] | None, typer.Option(
         help="Named presets applied in order: debug | cpu (~30 CPU-minutes, CPU-sized network).")] = None,
     resume: Annotated[bool, typer.Option(help="Continue a killed run from its latest checkpoint.")] = False,
@@ -507,6 +517,7 @@ def train_ppo_cmd(
     """PPO with an IMPALA-CNN (stable-baselines3) on a procgen-like game's training levels."""
     from simlab.policies.ppo import ppo_config, train_ppo
 
+    check_option_keys(overrides, {"env_id": "--env"})
     ov = list(overrides or [])
     ov.append(f"env_id={env}")
     if num_levels is not None:
@@ -544,6 +555,7 @@ def train_bc_cmd(
         _print_json(info) if as_json else typer.echo(f"trained grasp BC ({info['encoder']}) on {data}: {out}"
                                                      + "".join(f"\n  {k}" for k in info.get("eval_lines", [])))
         return
+    check_option_keys(overrides, {"data": "--data", "env": "--env"})
     cfg = resolve(BCConfig, "bc", list(preset or []), [*(overrides or []), f"data={data}", f"env={env}"])
     run = train_bc(cfg, out, resume=resume)
     info = {"run": str(run.path), "env": cfg.env, "data": cfg.data}
@@ -617,9 +629,7 @@ def eval_transfer(
 
     if episodes < 1:
         raise ConfigError(f"--episodes must be >= 1, got {episodes}")
-    names = [x.strip() for x in splits.split(",") if x.strip()]
-    if not names:
-        raise ConfigError("--splits is empty")
+    names = comma_list(splits, "--splits")
     pol = load_policy(policy)
     out_dir = out if out is not None else (policy / "eval")
     res = evaluate(pol, env, names, episodes, seed=seed, num_envs=num_envs,
@@ -651,8 +661,8 @@ def eval_toygrasp_cmd(
     """Evaluate a grasp policy (or the expert / random / fixed baseline) in the REAL toy-grasp envs."""
     from simlab.policies.grasp_eval import eval_toygrasp_cli, format_grasp_table
 
-    info = eval_toygrasp_cli(policy, [b.strip() for b in backends.split(",") if b.strip()],
-                             [s.strip() for s in splits.split(",") if s.strip()], episodes, seed, out,
+    info = eval_toygrasp_cli(policy, comma_list(backends, "--backends"), comma_list(splits, "--splits"),
+                             episodes, seed, out,
                              videos_per_split, execute)
     if as_json:
         _print_json(info)
@@ -679,7 +689,7 @@ def eval_shortcut_probe_cmd(
     from simlab.policies.grasp_shortcut import format_probe, run_shortcut_probe
 
     rep = run_shortcut_probe(out, demos, steps, episodes, overlap, seed=seed,
-                             variants=tuple(v.strip() for v in variants.split(",") if v.strip()),
+                             variants=tuple(comma_list(variants, "--variants")),
                              bc_overrides=tuple(overrides or ()))
     _print_json(rep) if as_json else typer.echo(format_probe(rep) + f"details: {out / 'report.json'}")
 

@@ -111,3 +111,30 @@ def fraction_opt(help: str, name: str | None = None) -> Any:
         return finite_float(text, 0.0, 1.0)
 
     return typer.Option(*args, help=help, parser=_parser(check, "finite"), metavar="FLOAT")
+
+
+def comma_list(text: str, name: str, allow_empty: bool = False) -> list[str]:
+    """The items of a comma-separated option value, stripped. ConfigError (one line) for an empty
+    item (``train,,test``: a typo, not a request to skip something) and, unless ``allow_empty``,
+    for a blank value (``--splits ''`` names nothing to run)."""
+    from simlab.errors import ConfigError
+
+    if not text.strip():
+        if allow_empty:
+            return []
+        raise ConfigError(f"{name} is empty; give comma-separated values")
+    items = [x.strip() for x in text.split(",")]
+    if any(not x for x in items):
+        raise ConfigError(f"{name} {text!r} has an empty item (two commas, or a comma at an end)")
+    return items
+
+
+def check_option_keys(overrides: list[str] | None, owned: dict[str, str]) -> None:
+    """ConfigError (one line) when a ``key=value`` override sets a field that a command option owns
+    (``owned``: ``{field: "--option"}``): the option would silently win over it."""
+    from simlab.errors import ConfigError
+
+    for ov in overrides or []:
+        key = ov.split("=", 1)[0].strip()
+        if key in owned:
+            raise ConfigError(f"{ov!r}: {key} is set with {owned[key]}, not as an override")

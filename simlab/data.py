@@ -43,6 +43,10 @@ def shard_name(j: int) -> str:
     return f"{SHARD_DIR}/shard-{j:05d}.h5"
 
 
+MAX_SHARD_WORKERS = 100_000
+"""Most workers a collection may be split into (more than any dataset has shards)."""
+
+
 def parse_shard(text: str) -> tuple[int, int]:
     """Parse ``"i/n"`` (worker i of n, 0-based) -> ``(i, n)``; ConfigError when malformed."""
     try:
@@ -50,8 +54,8 @@ def parse_shard(text: str) -> tuple[int, int]:
         i, n = int(i_s), int(n_s)
     except ValueError:
         raise ConfigError(f"--shard must look like i/n (e.g. 0/4), got {text!r}") from None
-    if n < 1 or not 0 <= i < n:
-        raise ConfigError(f"--shard {text!r}: need 0 <= i < n and n >= 1")
+    if n < 1 or not 0 <= i < n or n > MAX_SHARD_WORKERS:
+        raise ConfigError(f"--shard {text!r}: need 0 <= i < n and 1 <= n <= {MAX_SHARD_WORKERS}")
     return i, n
 
 
@@ -459,6 +463,9 @@ class CollectResult:
     """Shards this run wrote."""
     skipped: list[int] = field(default_factory=list)
     """Shards already present (resume) and skipped."""
+    rewritten: list[int] = field(default_factory=list)
+    """Shards found damaged on resume (size or checksum differ from their sidecar, or unreadable) and
+    written again (also in ``written``)."""
     complete: bool = False
     """Every shard of the dataset exists and the manifest is written."""
     seconds: float = 0.0
@@ -510,6 +517,28 @@ def claim_dataset_dir(root: str | os.PathLike[str], record: CollectRecord, resum
         clean_orphans(root)
     root.mkdir(parents=True, exist_ok=True)
     write_json_atomic(root / RECORD_FILE, record)
+
+
+def shard_intact(root: str | os.PathLike[str], j: int) -> bool:
+    """Whether finished shard ``j`` is as it was written: its size and SHA-256 equal its sidecar's, or
+    (no readable sidecar: a kill between the shard's rename and the sidecar's write) HDF5 opens it."""
+    root = Path(root)
+    path = root / shard_name(j)
+    side = root / (shard_name(j)[:-3] + ".json")
+    try:
+        info = json.loads(side.read_text())
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError):
+        info = None
+    if isinstance(info, dict) and isinstance(info.get("sha256"), str):
+        return info.get("bytes") == path.stat().st_size and info["sha256"] == sha256_file(path)
+    import h5py
+
+    try:
+        with h5py.File(path, "r") as f:
+            f.visit(lambda name: None)
+        return True
+    except OSError:
+        return False
 
 
 def shard_record(root: str | os.PathLike[str], j: int, start: int, stop: int,
@@ -582,6 +611,13 @@ def collect_shards(root: str | os.PathLike[str], cfg: Any, shard: tuple[int, int
             start, stop = cfg.shard_range(j)
             path = root / shard_name(j)
             ticked[0] = 0
+            if path.exists() and not shard_intact(root, j):
+                # Shards are renamed into place whole, so one that disagrees with its sidecar or does not
+                # open was damaged after it was written: rewrite it (a rollout is a pure function of
+                # (cfg, j), so the new shard is byte-identical to the lost one) instead of believing it.
+                path.unlink()
+                (root / (shard_name(j)[:-3] + ".json")).unlink(missing_ok=True)
+                res.rewritten.append(j)
             if not path.exists():
                 arrays = rollout(j, tick)
                 write_h5_shard(path, arrays, {**attrs, "shard": j, "start": start, "stop": stop},

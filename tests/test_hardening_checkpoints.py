@@ -295,3 +295,60 @@ def test_normal_sizes_pass_the_checks(tmp_path: Path) -> None:
     rc, _, err, _ = run_cli(["collect", "procgen", "--game", "maze", "--levels", "0:5", "--transitions", "24",
                              "--num-envs", "2", "--out", str(out), "--resume", "--json"])
     assert rc == 0, err
+
+
+# ---- found by an adversarial battery (2026-11-30) ----------------------------------------------------
+def test_eval_physics_refuses_a_flipped_model(vd: dict[str, Path], tmp_path: Path) -> None:
+    """The exported model has a digest record: a flipped weight byte (which safetensors still loads) is
+    refused before evaluation."""
+    model = tmp_path / "model"
+    shutil.copytree(vd["run"] / "model", model)
+    w = next(p for p in model.iterdir() if p.suffix == ".safetensors")
+    damage(w, "flip")
+    rc, _, err, _ = run_cli(["eval", "physics", "--data", str(vd["data"]), "--model", str(model), "--steps", "1",
+                             "--limit", "1"])
+    one_line_error(rc, err, "checksum differs")
+
+
+def test_collision2d_resume_rewrites_a_truncated_shard(tmp_path: Path) -> None:
+    """A shard damaged after it was written is not believed on --resume: it is written again, byte for
+    byte what it was (a shard is a pure function of the config and its index)."""
+    from simlab.data import shard_name
+
+    out = tmp_path / "ds"
+    args = ["collect", "collision2d", "--scenario", "uniform", "--split", "train", "--size", "16", "--resolution",
+            "16", "--no-store-frames", "--out", str(out)]
+    rc, _, err, _ = run_cli(args)
+    assert rc == 0, err
+    shard = out / shard_name(0)
+    good = shard.read_bytes()
+    shard.write_bytes(good[: len(good) // 2])
+    rc, _, err, _ = run_cli([*args, "--resume"])
+    assert rc == 0, err
+    assert shard.read_bytes() == good
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["eval", "transfer", "--policy", "nowhere", "--env", "simlab/Maze-v0", "--splits", "train,,test"], "empty item"),
+    (["render-toys", "--out", "t.png", "--seeds", "0:" + "9" * 31], "--seeds"),
+    (["render-toys", "--out", "t.png", "--seeds", "3,,7"], "empty item"),
+    (["train", "dreamland", "--preset", "debug", "--sweep", ""], "--sweep"),
+    (["collect", "procgen", "--transitions", "64", "--minari", "bad id with spaces"], "not a Minari dataset id"),
+    (["collect", "procgen", "--transitions", "64", "--minari", "../../x"], "not a Minari dataset id"),
+])
+def test_battery_inputs_are_one_line_errors(args: list[str], needle: str, tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    rc, _, err, _ = run_cli([*args, *(["--out", str(tmp_path / "o")] if "--out" not in args else [])])
+    one_line_error(rc, err, needle)
+    assert not (tmp_path / "o").exists() or not any((tmp_path / "o").iterdir())  # refused before any work
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["train", "bc", "--data", "nowhere", "data=elsewhere"], "set with --data"),
+    (["train", "ppo", "--env", "simlab/Maze-v0", "env_id=bogus"], "set with --env"),
+    (["train", "ppo", "--env", "simlab/Maze-v0", "--total-timesteps", str(10**30)], "total-timesteps"),
+    (["collect", "collision2d", "--shard", "0/" + "1" * 31], "--shard"),
+])
+def test_overrides_and_absurd_sizes_are_refused(args: list[str], needle: str, tmp_path: Path) -> None:
+    rc, _, err, _ = run_cli([*args, "--out", str(tmp_path / "o")])
+    one_line_error(rc, err, needle)

@@ -556,6 +556,27 @@ def import_minari():  # -> module
     return minari
 
 
+def check_minari_id(dataset_id: str, minari_root: str | Path | None = None) -> Path:
+    """Where a new Minari dataset ``dataset_id`` would be written, checked before any data is
+    collected: Minari's own parser accepts the id as ``(namespace/)name-v<version>`` and no dataset
+    exists there yet. ConfigError (one line) otherwise."""
+    import_minari()
+    from minari.dataset.minari_dataset import parse_dataset_id
+
+    try:
+        parse_dataset_id(dataset_id)
+    except ValueError:
+        raise ConfigError(f"--minari {dataset_id!r} is not a Minari dataset id: use (namespace/)name-v<version>, "
+                          "e.g. simlab/maze-random-v0") from None
+    with _minari_root(minari_root):
+        from minari.storage.datasets_root_dir import get_dataset_path
+
+        path = Path(get_dataset_path(dataset_id))
+    if path.exists():
+        raise ConfigError(f"Minari dataset {dataset_id!r} already exists at {path}; choose another id")
+    return path
+
+
 def export_minari(dataset_dir: str | Path, dataset_id: str, minari_root: str | Path | None = None,
                   progress: bool = False) -> Path:
     """Convert a transition dataset to a Minari dataset (Farama's offline-RL format); returns its path.
@@ -573,6 +594,7 @@ def export_minari(dataset_dir: str | Path, dataset_id: str, minari_root: str | P
     from minari.data_collector import EpisodeBuffer
     from tqdm import tqdm
 
+    check_minari_id(dataset_id, minari_root)
     ds = TransitionDataset(dataset_dir)
     obs_space = spaces.Box(0, 255, ds.observation_shape, ds.observation_dtype)
     act_space = spaces.Discrete(ds.n_actions)

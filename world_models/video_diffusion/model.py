@@ -133,13 +133,23 @@ def model_kwargs(cfg) -> dict:  # cfg: VideoDiffusionConfig
 def load_model(path: str | Path) -> VideoDiffusionModel:
     """Load a saved model: a run directory (its ``model/``) or a ``save_pretrained`` directory.
 
-    Raises :class:`CheckpointError` (one line) when files are missing or corrupt.
+    Raises :class:`CheckpointError` (one line) when files are missing or corrupt. A model written by
+    training carries ``files.sha256.json`` (size and SHA-256 of every file); it is checked first, so
+    a flipped byte in the weights is caught even where safetensors would load it. (A bare
+    ``save_pretrained`` directory has no record and is read as diffusers reads it.)
     """
+    from simlab.integrity import DIGEST_RECORD, verify_dir_digests
+
     p = Path(path)
     if (p / "model" / "config.json").exists():
         p = p / "model"
     if not (p / "config.json").exists():
         raise CheckpointError(f"{path}: no saved video diffusion model (config.json) found")
+    if (p / DIGEST_RECORD).exists():
+        try:
+            verify_dir_digests(p, CheckpointError, "video diffusion model")
+        except CheckpointError as e:
+            raise CheckpointError(f"cannot load the video diffusion model: {e}") from None
     try:
         model = VideoDiffusionModel.from_pretrained(p, local_files_only=True)
     except CheckpointError:
