@@ -541,6 +541,20 @@ def shard_intact(root: str | os.PathLike[str], j: int) -> bool:
         return False
 
 
+def discard_damaged_shard(root: str | os.PathLike[str], j: int) -> bool:
+    """Delete shard ``j`` and its sidecar if the shard exists but is not :func:`shard_intact`; returns
+    whether it did. Shards are renamed into place whole, so such a shard was damaged after it was
+    written: a resumed collection writes it again (a rollout is a pure function of the config and
+    ``j``, so the new shard is byte-identical to the lost one) instead of believing it."""
+    root = Path(root)
+    path = root / shard_name(j)
+    if not path.exists() or shard_intact(root, j):
+        return False
+    path.unlink()
+    (root / (shard_name(j)[:-3] + ".json")).unlink(missing_ok=True)
+    return True
+
+
 def shard_record(root: str | os.PathLike[str], j: int, start: int, stop: int,
                  extra: Any = None, rehash: bool = False) -> dict[str, Any]:
     """Size/checksum record of finished shard ``j``, cached in a sidecar JSON next to it.
@@ -611,12 +625,7 @@ def collect_shards(root: str | os.PathLike[str], cfg: Any, shard: tuple[int, int
             start, stop = cfg.shard_range(j)
             path = root / shard_name(j)
             ticked[0] = 0
-            if path.exists() and not shard_intact(root, j):
-                # Shards are renamed into place whole, so one that disagrees with its sidecar or does not
-                # open was damaged after it was written: rewrite it (a rollout is a pure function of
-                # (cfg, j), so the new shard is byte-identical to the lost one) instead of believing it.
-                path.unlink()
-                (root / (shard_name(j)[:-3] + ".json")).unlink(missing_ok=True)
+            if discard_damaged_shard(root, j):
                 res.rewritten.append(j)
             if not path.exists():
                 arrays = rollout(j, tick)

@@ -26,11 +26,11 @@ from simlab.data import (
     CollectResult,
     check_shards,
     claim_dataset_dir,
+    discard_damaged_shard,
     finalize_manifest,
     open_h5,
     read_h5_array,
     read_manifest,
-    shard_intact,
     shard_name,
     shard_record,
     write_h5_shard,
@@ -212,9 +212,7 @@ def collect(cfg: CollectConfig, out: str | Path, shard: tuple[int, int] = (0, 1)
         for j in todo:
             start, stop = _shard_range(cfg, j)
             path = root / shard_name(j)
-            if path.exists() and not shard_intact(root, j):  # damaged after it was written: rewrite it
-                path.unlink()
-                (root / (shard_name(j)[:-3] + ".json")).unlink(missing_ok=True)
+            if discard_damaged_shard(root, j):  # damaged after it was written: write it again
                 res.rewritten.append(j)
             if path.exists():
                 res.skipped.append(j)
