@@ -34,17 +34,6 @@ from simlab.errors import ConfigError
 from simlab.world_models.dropout.diagnostics import auc
 
 
-def _burn_in(model: Any, frames: np.ndarray, actions: Sequence[int], device: Any) -> tuple[torch.Tensor, Any]:
-    """``(z_t (1, z_dim), (h, c))``: the latest frame's latent and the MDN-RNN state after the
-    episode's earlier frames and actions (teacher forcing, no dropout)."""
-    z = model.vae.encode(torch.as_tensor(frames, device=device))[0]
-    state = model.rnn.initial_state(1, device)
-    if len(actions):
-        out = model.rnn(z[None, :-1], torch.as_tensor(np.asarray(actions), device=device).long()[None])
-        state = out.state
-    return z[-1:], state
-
-
 def _dream_death(model: Any, z0: torch.Tensor, state: Any, action: int, steps: int, samples: int,
                  gen: torch.Generator) -> torch.Tensor:
     """Open-loop dream death probability ``(M,)`` of M start states (``z0`` ``(M, z_dim)``, ``state``
@@ -128,8 +117,12 @@ def counterfactual_test(model: Any, make_env: Callable[[int, int], Any], policy:
     env = make_env(num_envs, seed)
     gen = torch.Generator(device=device).manual_seed(seed)
     frames, _ = env.reset(seed=seed)
-    hist_f = [[f.copy()] for f in frames]
-    hist_a: list[list[int]] = [[] for _ in range(num_envs)]
+    # Every env's MDN-RNN state is burned in as the real episode goes (teacher forcing, one batched
+    # step per real step), so a branch point costs nothing: z_cur is the current frame's latent,
+    # (h, c) the state after the episode's earlier frames and actions, age its steps so far.
+    z_cur = model.vae.encode(torch.as_tensor(frames, device=device))[0]
+    h, c = model.rnn.initial_state(num_envs, device)
+    age = np.zeros(num_envs, np.int64)
     points = {start_after + i * every for i in range(branches)}
     real, dream, forced = [], [], []
     groups_d: dict[Any, list[tuple[bool, float]]] = {}
@@ -138,12 +131,11 @@ def counterfactual_test(model: Any, make_env: Callable[[int, int], Any], policy:
     try:
         for t in range(max(points) + 1):
             if t in points:
-                ok = [i for i in range(num_envs) if len(hist_a[i]) >= min_history]
+                ok = [i for i in range(num_envs) if age[i] >= min_history]
                 if not ok:
                     continue
-                starts = [_burn_in(model, np.stack(hist_f[i]), hist_a[i], device) for i in ok]
-                z0 = torch.cat([z for z, _ in starts])
-                st = (torch.cat([s[0] for _, s in starts]), torch.cat([s[1] for _, s in starts]))
+                rows = torch.as_tensor(ok, device=z_cur.device)
+                z0, st = z_cur[rows], (h[rows], c[rows])
                 for a in actions:
                     branch = copy.deepcopy(env)
                     died = np.zeros(num_envs, bool)
@@ -171,14 +163,15 @@ def counterfactual_test(model: Any, make_env: Callable[[int, int], Any], policy:
                         groups_f.setdefault((t, i), []).append((d, float(pf[j])))
                         by_action[int(a)].append((d, float(pd[j])))
             act = np.asarray(policy.act(frames)).reshape(num_envs)
+            h, c = model.rnn.step(z_cur, torch.as_tensor(act, device=device).long(), (h, c)).state
             frames, _, term, trunc, _ = env.step(act)
             end = np.asarray(term) | np.asarray(trunc)
-            for i in range(num_envs):
-                if end[i]:
-                    hist_f[i], hist_a[i] = [frames[i].copy()], []
-                else:
-                    hist_f[i].append(frames[i].copy())
-                    hist_a[i].append(int(act[i]))
+            z_cur = model.vae.encode(torch.as_tensor(frames, device=device))[0]
+            age += 1
+            if end.any():  # new episodes start from a zero state
+                m = torch.as_tensor(end, device=h.device)
+                h, c = h.masked_fill(m[:, None], 0.0), c.masked_fill(m[:, None], 0.0)
+                age[end] = 0
             if end.any() and callable(getattr(policy, "reset", None)):
                 policy.reset(end)
     finally:
