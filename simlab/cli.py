@@ -19,6 +19,7 @@ from simlab.cli_options import (
     comma_list,
     count_opt,
     fraction_opt,
+    int_selection,
     out_dir,
     out_file,
     positive_float_opt,
@@ -223,21 +224,6 @@ def render_toys_cmd(
 
 
 # ---- render -------------------------------------------------------------------------------
-def _parse_indices(text: str, n: int) -> list[int]:
-    try:
-        if ":" in text:
-            a, b = text.split(":")
-            idx = list(range(int(a or 0), int(b) if b else n))
-        else:
-            idx = [int(x) for x in comma_list(text, "--indices")]
-    except ValueError:
-        raise ConfigError(f"--indices must look like 0:16 or 0,5,9, got {text!r}") from None
-    bad = [i for i in idx if not 0 <= i < n]
-    if bad or not idx:
-        raise ConfigError(f"--indices {text!r}: need indices in 0..{n - 1}")
-    return idx
-
-
 @app.command("render")
 def render_cmd(
     out: Annotated[Path, out_file("Output .mp4 file.", (".mp4",))],
@@ -260,7 +246,7 @@ def render_cmd(
         from simlab.envs.collision2d.dataset import VideoDataset
 
         ds = VideoDataset(data)
-        idx = _parse_indices(indices, len(ds))
+        idx = int_selection(indices, "--indices", 0, len(ds))
         videos = np.stack([ds.load(i, i + 1)["frames"][0] for i in idx])
         frames = grid(videos)
         what = {"data": str(data), "indices": idx}

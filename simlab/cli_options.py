@@ -138,3 +138,28 @@ def check_option_keys(overrides: list[str] | None, owned: dict[str, str]) -> Non
         key = ov.split("=", 1)[0].strip()
         if key in owned:
             raise ConfigError(f"{ov!r}: {key} is set with {owned[key]}, not as an override")
+
+
+def int_selection(text: str, name: str, lo: int, hi: int, max_count: int | None = None) -> list[int]:
+    """``"a:b"`` (a..b-1; an empty ``a`` is ``lo``, an empty ``b`` is ``hi``) or ``"3,7,9"`` -> the
+    integers, each in ``[lo, hi)``, at most ``max_count`` of them. ConfigError (one line) when
+    malformed, empty, out of range or too many; a huge range is refused before it is built."""
+    from simlab.errors import ConfigError
+
+    need = f"{name} {text!r}: need integers in {lo}..{hi - 1}" + (f", at most {max_count}" if max_count else "")
+    try:
+        if ":" in text:
+            a_s, b_s = text.split(":")
+            a = int(a_s) if a_s.strip() else lo
+            b = int(b_s) if b_s.strip() else hi
+            if not lo <= a < b <= hi or (max_count is not None and b - a > max_count):
+                raise ConfigError(need)
+            return list(range(a, b))
+        out = [int(x) for x in comma_list(text, name)]
+    except ConfigError:
+        raise
+    except ValueError:
+        raise ConfigError(f"{name} must look like 0:16 or 0,5,9, got {text!r}") from None
+    if any(not lo <= i < hi for i in out) or (max_count is not None and len(out) > max_count):
+        raise ConfigError(need)
+    return out

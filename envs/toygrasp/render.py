@@ -12,24 +12,10 @@ MAX_TOYS = 256
 
 
 def parse_seeds(text: str) -> list[int]:
-    """``"a:b"`` (seeds a..b-1) or ``"1,5,9"`` -> seeds; ConfigError when malformed or empty."""
-    try:
-        if ":" in text:
-            a, b = (int(x) if x.strip() else 0 for x in text.split(":"))
-            if not 0 <= a < b <= a + MAX_TOYS:  # checked before range() is built from a huge number
-                raise ConfigError(f"--seeds {text!r}: need 1..{MAX_TOYS} non-negative seeds")
-            seeds = list(range(a, b))
-        else:
-            from simlab.cli_options import comma_list
+    """``"a:b"`` (seeds a..b-1) or ``"1,5,9"`` -> 1..MAX_TOYS seeds in 0..2**32-1; ConfigError otherwise."""
+    from simlab.cli_options import int_selection
 
-            seeds = [int(x) for x in comma_list(text, "--seeds")]
-    except ConfigError:
-        raise
-    except ValueError:
-        raise ConfigError(f"--seeds must look like 0:16 or 0,5,9, got {text!r}") from None
-    if not seeds or len(seeds) > MAX_TOYS or min(seeds) < 0 or max(seeds) > 2**32 - 1:
-        raise ConfigError(f"--seeds {text!r}: need 1..{MAX_TOYS} seeds in 0..2**32-1")
-    return seeds
+    return int_selection(text, "--seeds", 0, 2**32, MAX_TOYS)
 
 
 def toy_images(names: list[str], resolution: int = 128) -> np.ndarray:
