@@ -277,3 +277,17 @@ def test_open_loop_forward_feeds_the_models_own_mean() -> None:
             mus.append(out.mu)
     torch.testing.assert_close(ol.mu, torch.stack(mus, 1))
     assert not torch.allclose(ol.mu[:, 7:], tf.mu[:, 7:])
+
+
+def test_main_job_runs_without_diffusers(tmp_path) -> None:
+    """The README's quick start installs only the ``torch`` extra: the default world model must not
+    need diffusers (it once failed while merely validating the diffusion dream's settings)."""
+    import subprocess
+    import sys
+
+    code = ("import sys; sys.modules['diffusers'] = None; sys.modules['accelerate'] = None\n"
+            "from simlab.cli import main\n"
+            f"sys.exit(main(['train', 'dreamland', '--preset', 'debug', '--out', {str(tmp_path / 'run')!r}]))")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert (tmp_path / "run" / "report.json").exists()

@@ -104,7 +104,7 @@ class DiffusionDreamlandConfig:
 
     def train_config(self, seed: int = 0) -> Any:
         """The :class:`~simlab.world_models.diffusion_dream.train.DiffusionDreamTrainConfig` of these settings."""
-        from simlab.world_models.diffusion_dream.train import DiffusionDreamTrainConfig
+        from simlab.world_models.diffusion_dream.config import DiffusionDreamTrainConfig
 
         return DiffusionDreamTrainConfig(resolution=self.resolution, channels=list(self.channels),
                                          layers_per_block=self.layers_per_block, steps=self.train_steps,
