@@ -358,16 +358,28 @@ def test_dreamland_diffusion_debug_end_to_end(tmp_path: Path) -> None:
     shutil.rmtree(tmp_path / "run")
 
 
-@pytest.mark.slow
 def test_speed_benchmark_smoke() -> None:
+    """``benchmarks/dream_speed.py --world-model diffusion`` (the diffusion dream's speed, folded into
+    the dream benchmark): frames/s for each asked batch, DIAMOND's ratio and the trainer's s/step."""
     import json
     import subprocess
     import sys
 
     root = Path(__file__).resolve().parent.parent
-    proc = subprocess.run([sys.executable, str(root / "benchmarks" / "diffusion_dream_speed.py"), "--resolution", "16",
-                           "--channels", "8,16", "--batches", "1,4", "--steps", "2", "--repeats", "1", "--json"],
-                          capture_output=True, text=True, timeout=300, check=True)
+    assert not (root / "benchmarks" / "diffusion_dream_speed.py").exists()  # one copy only
+    proc = subprocess.run([sys.executable, str(root / "benchmarks" / "dream_speed.py"), "--world-model", "diffusion",
+                           "--resolution", "16", "--channels", "8,16", "--diffusion-batches", "1,4",
+                           "--diffusion-steps", "2", "--train-batch", "4", "--repeats", "1", "--no-real", "--json"],
+                          capture_output=True, text=True, timeout=300, check=False)
+    assert proc.returncode == 0, proc.stderr
     res = json.loads(proc.stdout)
-    assert [r["batch"] for r in res["dream"]] == [1, 4] and all(r["frames_per_s"] > 0 for r in res["dream"])
-    assert res["train"]["seconds_per_step"] > 0
+    assert res["world_models"] == ["diffusion"] and res["dropout"] is None
+    diff = res["diffusion"]
+    assert diff["model"]["resolution"] == 16 and diff["model"]["channels"] == [8, 16] and diff["model"]["parameters"] > 0
+    assert diff["reference"]["frames_per_s"] == 1570.0 and diff["reference"]["num_envs"] == 32
+    assert [r["num_envs"] for r in diff["dream"]] == [1, 4]
+    for r in diff["dream"]:
+        assert math.isfinite(r["frames_per_s"]) and r["frames_per_s"] > 0
+        assert r["frames_per_s"] == pytest.approx(r["env_steps"] / r["wall_s"]) and r["env_steps"] == 2 * r["num_envs"]
+        assert r["diamond_ratio"] == pytest.approx(r["frames_per_s"] / 1570.0)
+    assert diff["train"]["batch"] == 4 and 0 < diff["train"]["seconds_per_step"] < math.inf

@@ -482,7 +482,10 @@ def test_bfloat16_precision_is_close_to_float32(vae) -> None:
 
 
 def test_dream_speed_benchmark_runs_and_reports_json() -> None:
+    """One run of the folded benchmark times both world models' dreams and reports both in one JSON."""
+    pytest.importorskip("diffusers")  # the diffusion dream's networks
     import json
+    import math
     import subprocess
     import sys
     from pathlib import Path
@@ -490,32 +493,44 @@ def test_dream_speed_benchmark_runs_and_reports_json() -> None:
     script = Path(__file__).resolve().parents[1] / "benchmarks" / "dream_speed.py"
     common = ["--batches", "8,16", "--dream-steps", "64", "--real-steps", "50", "--vec-envs", "4",
               "--vec-iterations", "5", "--warmup", "1", "--z-dim", "8", "--hidden", "32", "--episode-len", "5",
-              "--max-episode-steps", "20", "--repeats", "1", "--peak-sizes", "32,64", "--json"]
-    proc = subprocess.run([sys.executable, str(script), *common], capture_output=True, text=True, timeout=120,
+              "--max-episode-steps", "20", "--repeats", "1", "--peak-sizes", "32,64",
+              "--diffusion-batches", "1,3", "--diffusion-steps", "2", "--resolution", "16", "--channels", "8,16",
+              "--no-train", "--json"]
+    proc = subprocess.run([sys.executable, str(script), *common], capture_output=True, text=True, timeout=180,
                           check=False)
     assert proc.returncode == 0, proc.stderr
     out = json.loads(proc.stdout)
-    assert "target_ratio" not in out and out["mask_mode"] == "per_episode"
+    assert out["world_models"] == ["dropout", "diffusion"] and out["skipped"] is None
+    drop, diff = out["dropout"], out["diffusion"]
+    assert "target_ratio" not in drop and drop["mask_mode"] == "per_episode"
     # FLOPs from the shapes: 2 * (4H (z + A + H) + H (3 K z + 2)) with z=8, H=32, K=5, A=15
-    assert out["model"]["flops_per_dream_step"] == 2 * (4 * 32 * (8 + 15 + 32) + 32 * (3 * 5 * 8 + 2))
-    peak = out["matmul_peak"]
+    assert drop["model"]["flops_per_dream_step"] == 2 * (4 * 32 * (8 + 15 + 32) + 32 * (3 * 5 * 8 + 2))
+    peak = drop["matmul_peak"]
     assert peak["dtype"] == "float32" and peak["gflops"] > 0 and peak["best_size"] in (32, 64)
     assert out["real"]["single"]["steps_per_s"] > 0
     assert out["real"]["vec"]["steps_per_s"] > 0 and "dodge_v1" in out["real"]["vec"]["env"]
-    rows = out["dream"]
+    rows = drop["dream"]
     assert [(r["precision"], r["num_envs"]) for r in rows] == [
         ("float32", 8), ("float32", 16), ("bfloat16", 8), ("bfloat16", 16)]
     for r in rows:
-        assert r["steps_per_s"] > 0 and r["steps_per_cpu_s"] > 0 and r["gflops"] > 0
-        assert r["fraction_of_peak"] > 0 and r["fraction_of_peak_cpu"] > 0
+        assert math.isfinite(r["steps_per_s"]) and r["steps_per_s"] > 0 and r["steps_per_cpu_s"] > 0
+        assert r["gflops"] > 0 and r["fraction_of_peak"] > 0 and r["fraction_of_peak_cpu"] > 0
         assert r["episodes_finished"] > 0  # the calibrated done head ends episodes
+    # the diffusion dream, same run: frames/s per asked batch, and the ratio to DIAMOND's 1,570 frames/s
+    assert [r["num_envs"] for r in diff["dream"]] == [1, 3] and diff["train"] is None
+    for r in diff["dream"]:
+        assert math.isfinite(r["frames_per_s"]) and r["frames_per_s"] > 0 and r["iterations"] == 2
+        assert r["env_steps"] == 2 * r["num_envs"] and r["num_steps"] == 3
+        assert r["diamond_ratio"] == pytest.approx(r["frames_per_s"] / 1570.0)
     if not torch.cuda.is_available():
         proc = subprocess.run([sys.executable, str(script), *common, "--device", "cuda", "--no-real"],
-                              capture_output=True, text=True, timeout=120, check=False)
+                              capture_output=True, text=True, timeout=180, check=False)
         assert proc.returncode == 0, proc.stderr
         assert "cuda not available" in proc.stderr
         out = json.loads(proc.stdout)
-        assert out["dream"] == [] and out["skipped"] == "cuda not available" and out["matmul_peak"] is None
+        assert out["skipped"] == "cuda not available" and out["real"] == {"vec": None, "single": None}
+        assert out["dropout"]["dream"] == [] and out["dropout"]["matmul_peak"] is None
+        assert out["diffusion"]["dream"] == [] and out["diffusion"]["train"] is None
 
 
 def test_dream_speed_calibration_gives_the_asked_episode_length(monkeypatch) -> None:
