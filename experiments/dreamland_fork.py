@@ -5,7 +5,9 @@
 
 Copies ``SRC`` without its dream controllers, their evaluations, diagnostics and report, writes the
 config with the overrides (sealed, as simlab writes it), so ``--resume`` retrains only the controllers
-(and the diagnostics) and every other figure stays the source run's. Used to compare controller
+(and the diagnostics) and every other figure stays the source run's. When an override changes where
+dreams start (``dream_start``, ``start_every``, ``danger_starts``), the saved world models get the new
+start states from their trained MDN-RNNs (nothing is retrained). Used to compare controller
 settings on one world model (docs/results.md, "Why the dream could not rank controllers").
 """
 
@@ -18,8 +20,10 @@ from pathlib import Path
 import yaml
 
 from simlab.config import from_dict, load_yaml, save_yaml, to_dict
-from simlab.pipelines.dreamland import UPPER, DreamlandConfig
+from simlab.pipelines.dreamland import UPPER, Dreamland, DreamlandConfig
 
+START_KEYS = ("dream_start", "start_every", "danger_starts")
+"""Config keys baked into a saved world model (its dream start states)."""
 KEEP_STAGES = ("collect", "collect_heldout", "vae", "encode", "diag_vae", "fixed", "rnn_", f"controller_{UPPER}",
                f"eval_{UPPER}")
 
@@ -28,6 +32,7 @@ def main(src: Path, dst: Path, overrides: list[str]) -> None:
     if dst.exists():
         sys.exit(f"error: {dst} exists")
     cfg = to_dict(load_yaml(DreamlandConfig, src / "config.yaml", sealed=True))
+    before = {k: cfg[k] for k in START_KEYS}
     for kv in overrides:
         key, _, value = kv.partition("=")
         if key not in cfg:
@@ -40,7 +45,14 @@ def main(src: Path, dst: Path, overrides: list[str]) -> None:
     for p in (dst / "stages").glob("*.json"):
         if not p.name.startswith(KEEP_STAGES):
             p.unlink()
-    save_yaml(from_dict(DreamlandConfig, cfg), dst / "config.yaml")
+    new_cfg = from_dict(DreamlandConfig, cfg)
+    save_yaml(new_cfg, dst / "config.yaml")
+    if any(cfg[k] != before[k] for k in START_KEYS):
+        run = Dreamland(new_cfg, dst, resume=True, progress=False)
+        for variant in new_cfg.variants():
+            if (dst / "world_models" / variant).exists():
+                n = run.save_world_model(variant, run.world_model(variant).rnn)
+                print(f"{variant}: {n} dream start states")
 
 
 if __name__ == "__main__":

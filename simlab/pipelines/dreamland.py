@@ -690,8 +690,6 @@ class Dreamland:
     def train_rnn(self, variant: str) -> dict[str, Any]:
 
         from simlab.world_models.dropout.mdnrnn import RNNTrainConfig, train_mdnrnn
-        from simlab.world_models.dropout.model import DropoutWorldModel
-        from simlab.world_models.dropout.vae import ConvVAE
 
         zs, acts, rews, dones = self._latents()
         cont = not isinstance(self.actions, list)
@@ -704,6 +702,18 @@ class Dreamland:
                               dropout=self.cfg.variant_specs()[variant]["dropout"])
         rnn = train_mdnrnn(zs, acts, rews, dones, rcfg, device=self.device, progress=self.progress,
                            seed=self.cfg.seed, log=self._log(f"rnn_{variant}"))
+        return {"dropout": rcfg.dropout, "start_states": self.save_world_model(variant, rnn)}
+
+    def save_world_model(self, variant: str, rnn: Any) -> int:
+        """Save a variant's world model (the run's VAE, ``rnn`` and the dream start states of the
+        config's ``dream_start`` / ``start_every`` / ``danger_starts``); returns the number of starts.
+        Also how a forked run (experiments/dreamland_fork.py) gets new start states from a trained
+        MDN-RNN without retraining it."""
+        from simlab.world_models.dropout.model import DropoutWorldModel
+        from simlab.world_models.dropout.vae import ConvVAE
+
+        zs, acts, _, dones = self._latents()
+        cont = not isinstance(self.actions, list)
         vae = ConvVAE.from_pretrained(self.path / "checkpoints" / "vae", device=self.device)
         burn = self.cfg.dream_start == "burn_in"
         start_z, start_state = dream_starts(rnn, zs, acts, self.cfg.start_every if burn else None, self.device,
@@ -711,7 +721,7 @@ class Dreamland:
         DropoutWorldModel(vae, rnn, start_z, env_id=self.cfg.env, action_space=self.actions if cont else None,
                           start_state=start_state).save_pretrained(self.path / "world_models" / variant)
         self._models.pop(variant, None)  # a retrained variant is read afresh
-        return {"dropout": rcfg.dropout, "start_states": int(start_z.shape[0])}
+        return int(start_z.shape[0])
 
     def _dream_kwargs(self, variant: str) -> dict[str, Any]:
         spec = self.cfg.variant_specs()[variant]
