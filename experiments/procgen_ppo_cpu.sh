@@ -7,8 +7,8 @@
 #   SKIP_TRAIN=1: only evaluate an existing run (its policy/, else checkpoints/latest/policy).
 set -euo pipefail
 GAME=${1:-BigFish-v0}; shift || true
-NAME=$(echo "${GAME%-v*}" | tr '[:upper:]' '[:lower:]')
-RUN=runs/ppo_${NAME}_cpu
+NAME=$(echo "${GAME%-v0}" | tr '[:upper:]' '[:lower:]' | tr '-' '_')  # CoinRun-v1 -> coinrun_v1
+RUN=${RUN:-runs/ppo_${NAME}_cpu}
 EPISODES=${EPISODES:-200}
 N="nice -n 19 env OMP_NUM_THREADS=1 OMP_WAIT_POLICY=PASSIVE"
 [ -n "${SKIP_TRAIN:-}" ] || $N .venv/bin/simlab train ppo --env simlab/$GAME --num-levels 200 --preset cpu --out $RUN --resume "$@" --json

@@ -37,7 +37,7 @@ from simlab.errors import CheckpointError, ConfigError
 FORMAT_VERSION = 1
 EVAL_INFO = "eval_info.json"
 GOAL_REWARD = 10.0
-SUCCESS_RULES: dict[str, str] = {"maze": "goal", "coinrun": "goal", "bigfish": "goal", "dodge": "survive",
+SUCCESS_RULES: dict[str, str] = {"maze": "goal", "coinrun": "goal", "coinrun_v1": "goal", "bigfish": "goal", "dodge": "survive",
                                  "dodge_v1": "survive"}
 """How success is defined per game: ``goal`` = a +10 reward seen, ``survive`` = truncated at the time limit."""
 

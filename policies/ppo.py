@@ -69,7 +69,7 @@ class PPOConfig:
     """PPO hyperparameters (defaults: Procgen's easy-mode PPO baseline)."""
 
     env_id: str = "simlab/Maze-v0"
-    """Procgen-like env id (simlab/Maze-v0, simlab/CoinRun-v0, simlab/BigFish-v0, simlab/Dodge-v0)."""
+    """Procgen-like env id (simlab/Maze-v0, simlab/CoinRun-v0, simlab/CoinRun-v1, simlab/BigFish-v0, simlab/Dodge-v0, simlab/Dodge-v1)."""
     num_levels: int = 200
     """Number of training levels (0 = unlimited)."""
     start_level: int = 0

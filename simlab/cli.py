@@ -128,7 +128,7 @@ def collect_collision2d(
 @collect_app.command("procgen")
 def collect_procgen_cmd(
     out: Annotated[Path, out_dir("Dataset directory.")],
-    game: Annotated[str, typer.Option(help="maze | coinrun | bigfish | dodge")] = "maze",
+    game: Annotated[str, typer.Option(help="maze | coinrun | coinrun_v1 | bigfish | dodge | dodge_v1")] = "maze",
     policy: Annotated[str, typer.Option(help="random | random_repeat | oracle (maze) | a run or saved-policy "
                                              "directory | RUN@CKPT (final, latest, best, step_N or N); "
                                              "several comma-separated saved policies: a mixed dataset.")]

@@ -38,6 +38,10 @@ ENV_SPECS: tuple[EnvSpec, ...] = (
     EnvSpec("simlab/Dodge-v1", "simlab.envs.procgen.vec:ProcgenEnv", 1000,
             "Dodge with TakeCover's visible danger: agent-centred view, fireballs that grow as they "
             "approach, shots that lead the agent", {"game": "dodge_v1"}, "simlab.envs.procgen.vec:ProcgenVecEnv"),
+    EnvSpec("simlab/CoinRun-v1", "simlab.envs.procgen.vec:ProcgenEnv", 1000,
+            "CoinRun with Procgen's easy difficulty: short levels, few gaps, a faster agent; random play "
+            "reaches the coin on about a third of easy levels", {"game": "coinrun_v1"},
+            "simlab.envs.procgen.vec:ProcgenVecEnv"),
     EnvSpec("simlab/ToyGrasp-v0", "simlab.envs.toygrasp.env:ToyGraspEnv", 50,
             "Franka Panda (pybullet): lift a random toy or an unseen object 10 cm and hold it 1 s "
             "(needs the grasp extra)"),

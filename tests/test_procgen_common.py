@@ -13,6 +13,7 @@ from simlab.envs.procgen.vec import ProcgenEnv, ProcgenVecEnv
 GAMES = {
     "maze": ("simlab/Maze-v0", 600, 1, None),
     "coinrun": ("simlab/CoinRun-v0", 600, 3, [2, 8, 7, 7, 5, 4, 1, 0, 3, 6, 12]),  # right-biased play
+    "coinrun_v1": ("simlab/CoinRun-v1", 600, 3, None),
     "bigfish": ("simlab/BigFish-v0", 600, 2, None),
     "dodge": ("simlab/Dodge-v0", 900, 2, None),
     "dodge_v1": ("simlab/Dodge-v1", 900, 2, None),

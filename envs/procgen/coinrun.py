@@ -69,7 +69,8 @@ TOP = OBS_SIZE - ROWS * TILE
 MASK_ROWS = (GRID_ROWS - 1) * TILE + 1
 """Rows of the per-pixel collision masks (agent top-left y in [0, MASK_ROWS))."""
 SPEED, GRAVITY, JUMP, VMAX = 2, 1, 5, 5
-"""Horizontal speed, gravity, jump speed and fall speed cap (px/step); all <= TILE (no tunnelling)."""
+"""Horizontal speed (CoinRun-v0's; :attr:`Params.speed`), gravity, jump speed and fall speed cap (px/step);
+all <= TILE (no tunnelling)."""
 FALL_Y = ROWS * TILE
 """An agent whose top reaches this y has fallen out of the level."""
 CAMERA_LEAD = 24
@@ -87,7 +88,13 @@ BLOCKED, SAW_BIT = 1, 2
 
 @dataclass(frozen=True)
 class Params:
-    """Level generation parameters of a distribution mode."""
+    """Level generation (and horizontal speed) parameters of a distribution mode.
+
+    Widths, gaps and segments are in tiles, probabilities per segment (or per transition between
+    segments, for ``gap_prob``), speeds in px per step. The fields after ``max_enemies`` have
+    defaults that reproduce CoinRun-v0 exactly (same levels, same random draws); CoinRun-v1
+    (:mod:`simlab.envs.procgen.coinrun_v1`) sets them.
+    """
 
     min_width: int
     max_width: int
@@ -102,6 +109,12 @@ class Params:
     enemy_speed: int
     max_saws: int
     max_enemies: int
+    force_gap: bool = True
+    """Every level has at least one gap (one is added before the final segment if none was drawn)."""
+    safe_segments: int = 0
+    """Segments after the start segment that get no saw, enemy or platform."""
+    speed: int = SPEED
+    """Horizontal speed of the agent (px/step), in ``[1, TILE]`` (no tunnelling)."""
 
 
 EASY = Params(30, 50, 3, 3, 8, 0.5, 0.3, 0.2, 0.25, 0.0, 1, 12, 6)
@@ -109,13 +122,13 @@ HARD = Params(60, 100, 4, 3, 8, 0.6, 0.45, 0.35, 0.1, 0.35, 2, 40, 10)
 
 
 def params(hard: bool) -> Params:
-    """Generation parameters of a mode."""
+    """Generation parameters of a mode (CoinRun-v0's)."""
     return HARD if hard else EASY
 
 
-def max_cols(hard: bool) -> int:
-    """Upper bound on a level's width in tiles (array sizes)."""
-    p = params(hard)
+def max_cols(hard: bool, p: Params | None = None) -> int:
+    """Upper bound on a level's width in tiles (array sizes) under ``p`` (default: ``params(hard)``)."""
+    p = params(hard) if p is None else p
     return p.max_width + 2 * p.max_gap + p.max_seg + FINAL_LEN + 1
 
 
@@ -178,9 +191,13 @@ def _tri(u: np.ndarray, span: np.ndarray) -> np.ndarray:
 
 
 @lru_cache(maxsize=1024)
-def generate_level(seed: int, hard: bool = False) -> Level:
-    """The level of a seed: a pure function of ``(seed, hard)`` (cached; arrays are read-only)."""
-    p = params(hard)
+def generate_level(seed: int, hard: bool = False, p: Params | None = None) -> Level:
+    """The level of a seed: a pure function of ``(seed, hard, p)`` (cached; arrays are read-only).
+
+    ``p``: the generation parameters (default: ``params(hard)``, CoinRun-v0's levels). The random
+    stream depends on ``(seed, hard)`` only.
+    """
+    p = params(hard) if p is None else p
     rng = np.random.default_rng([int(seed), 0xC014, int(hard)])
     target = int(rng.integers(p.min_width, p.max_width + 1))
     s = int(rng.integers(7, MAX_SURF))
@@ -189,6 +206,7 @@ def generate_level(seed: int, hard: bool = False) -> Level:
     enemies: list[tuple[int, int, int, int, int]] = []
     platforms: list[tuple[int, int, int]] = []
     had_gap = False
+    n_seg = 0
 
     def transition(force_gap: bool = False) -> None:
         nonlocal s, had_gap
@@ -209,6 +227,9 @@ def generate_level(seed: int, hard: bool = False) -> Level:
         c1 = c0 + seg - 1
         surface.extend([s] * seg)
         u = rng.random()
+        if n_seg < p.safe_segments:
+            u = float("inf")  # no hazard or platform
+        n_seg += 1
         y = s * TILE - TILE
         if seg >= 5 and u < p.enemy_prob and len(enemies) < p.max_enemies:
             span = (c1 - c0) * TILE
@@ -219,7 +240,7 @@ def generate_level(seed: int, hard: bool = False) -> Level:
             saws.extend((cc * TILE, y) for cc in range(c, c + n))
         elif seg >= 6 and s >= MIN_SURF + 3 and u < p.enemy_prob + p.saw_prob + p.platform_prob:
             platforms.append((s - 3, c0 + 2, c1 - 2))
-    if not had_gap:
+    if p.force_gap and not had_gap:
         transition(force_gap=True)
     surface.extend([s] * FINAL_LEN + [0])
     width = len(surface)
@@ -246,10 +267,12 @@ def generate_level(seed: int, hard: bool = False) -> Level:
 class LevelBatch:
     """Levels of a batch as padded arrays (what :func:`advance` reads)."""
 
-    def __init__(self, n: int, hard: bool) -> None:
-        p = params(hard)
+    def __init__(self, n: int, hard: bool, p: Params | None = None) -> None:
+        p = params(hard) if p is None else p
         self.hard = hard
-        wpx = max_cols(hard) * TILE
+        self.speed = p.speed
+        """Horizontal speed (px/step) of the agent on these levels."""
+        wpx = max_cols(hard, p) * TILE
         self.flags = np.full((n, MASK_ROWS, wpx), BLOCKED, np.uint8)
         self.width_px = np.full(n, wpx, np.int64)
         self.coin = np.zeros((n, 2), np.int64)
@@ -261,9 +284,9 @@ class LevelBatch:
         self.en_phase = np.zeros((n, e), np.int64)
 
     @classmethod
-    def of(cls, levels: list[Level], hard: bool) -> LevelBatch:
-        """A batch holding the given levels in order."""
-        b = cls(len(levels), hard)
+    def of(cls, levels: list[Level], hard: bool, p: Params | None = None) -> LevelBatch:
+        """A batch holding the given levels (generated under ``p``, default ``params(hard)``) in order."""
+        b = cls(len(levels), hard, p)
         for i, lv in enumerate(levels):
             b.set(i, lv)
         return b
@@ -301,7 +324,7 @@ def advance(b: LevelBatch, x: np.ndarray, y: np.ndarray, vy: np.ndarray, t_next:
     flat = b.flags.reshape(-1)
     base = (np.arange(len(x)) if lvl is None else lvl) * (MASK_ROWS * wpx)
     top = MASK_ROWS - 1
-    dx = ACTION_DX[actions] * SPEED
+    dx = ACTION_DX[actions] * b.speed
     nx = x + dx
     hit = (flat[base + np.clip(y, 0, top) * wpx + nx] & BLOCKED) > 0
     nx = np.where(hit, np.where(dx > 0, (nx + TILE - 1) // TILE * TILE - TILE, (nx // TILE + 1) * TILE), nx)
@@ -407,15 +430,22 @@ class CoinRun(BatchedGame):
     name = "coinrun"
     max_steps = 1000
 
+    @classmethod
+    def level_params(cls, hard: bool) -> Params:
+        """Generation parameters of a mode (subclasses, e.g. CoinRun-v1, give their own)."""
+        return params(hard)
+
     def __init__(self, num_envs: int, opts: ProcgenOptions) -> None:
         super().__init__(num_envs, opts)
-        self.levels = LevelBatch(num_envs, self.hard)
+        self.params = self.level_params(self.hard)
+        """Generation parameters of this engine's levels."""
+        self.levels = LevelBatch(num_envs, self.hard, self.params)
         self.x = np.zeros(num_envs, np.int64)
         self.y = np.zeros(num_envs, np.int64)
         self.vy = np.zeros(num_envs, np.int64)
         self.outcome = np.zeros(num_envs, np.int64)
         """Outcome code of each slot's last step (NONE, COIN, FELL, SAW, ENEMY)."""
-        self.wpx = -(-max_cols(self.hard) * TILE // OBS_SIZE) * OBS_SIZE  # whole background tiles
+        self.wpx = -(-max_cols(self.hard, self.params) * TILE // OBS_SIZE) * OBS_SIZE  # whole background tiles
         self.static = np.zeros((num_envs, OBS_SIZE, self.wpx, 3), np.uint8)
         self.enemy_colors = np.zeros((num_envs, len(ENEMY_PIX), 3), np.uint8)
         self._slots = np.arange(num_envs)[:, None]
@@ -434,7 +464,7 @@ class CoinRun(BatchedGame):
         fams, pal_ids = visual_factors(seeds)
         pals = palette_of(seeds)
         for k, (i, s) in enumerate(zip(idx, seeds)):
-            lv = generate_level(int(s), self.hard)
+            lv = generate_level(int(s), self.hard, self.params)
             self.levels.set(int(i), lv)
             self.x[i], self.y[i] = lv.start
             draw_static(lv, self._strip(int(s), int(fams[k]), int(pal_ids[k])), pals[k], self.static[i])

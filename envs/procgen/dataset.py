@@ -90,7 +90,7 @@ class ProcgenCollectConfig:
     """Everything that determines a procgen transition dataset's content."""
 
     game: str = "maze"
-    """maze | coinrun | bigfish | dodge."""
+    """maze | coinrun | coinrun_v1 | bigfish | dodge | dodge_v1."""
     levels: str = "0:200"
     """Level seeds ``a:b`` (levels a..b-1) or ``a:`` (unlimited from a)."""
     distribution_mode: str = "easy"

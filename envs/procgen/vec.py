@@ -37,6 +37,7 @@ from simlab.validate import check_choice, check_int, check_options, check_seed, 
 GAMES: dict[str, str] = {
     "maze": "simlab.envs.procgen.maze:Maze",
     "coinrun": "simlab.envs.procgen.coinrun:CoinRun",
+    "coinrun_v1": "simlab.envs.procgen.coinrun_v1:CoinRunV1",
     "bigfish": "simlab.envs.procgen.bigfish:BigFish",
     "dodge": "simlab.envs.procgen.dodge:Dodge",
     "dodge_v1": "simlab.envs.procgen.dodge_v1:DodgeV1",
@@ -107,7 +108,7 @@ class ProcgenVecEnv(VectorEnv):
     """N envs of one game stepped together (gymnasium 1.x VectorEnv, same-step autoreset).
 
     Args:
-        game: maze | coinrun | bigfish | dodge | dodge_v1.
+        game: maze | coinrun | coinrun_v1 | bigfish | dodge | dodge_v1.
         num_envs: batch size N, an integer in ``[1, 16384]`` (about 190 KB of memory per env).
         options: a :class:`ProcgenOptions`, or its fields as keyword arguments
             (num_levels, start_level, distribution_mode, use_backgrounds, rand_seed).
