@@ -18,7 +18,7 @@ from simlab.errors import ConfigError
 
 
 def rollout_actors(make_env: Callable[[int, int], Any], actors: Sequence[Any], episodes: int, seed: int,
-                   max_steps: int) -> np.ndarray:
+                   max_steps: int, common_starts: bool = False) -> np.ndarray:
     """Mean return of each actor over its first ``episodes`` episodes, all in one batched env.
 
     Args:
@@ -30,6 +30,10 @@ def rollout_actors(make_env: Callable[[int, int], Any], actors: Sequence[Any], e
         episodes: episodes per actor.
         seed: env seed.
         max_steps: step limit; episodes still running then count their partial return.
+        common_starts: dream envs only (they expose ``num_start_states`` and take
+            ``reset(options={"start_index": ...})``): every actor's ``j``-th episode starts from the
+            same start state (common random numbers), so the actors' means differ by their play,
+            not by the situations they were dealt.
 
     Returns:
         ``(len(actors), episodes)`` float64 returns.
@@ -41,7 +45,11 @@ def rollout_actors(make_env: Callable[[int, int], Any], actors: Sequence[Any], e
     ret = np.zeros(n)
     done = np.zeros(n, bool)
     try:
-        obs, _ = env.reset(seed=seed)
+        options = None
+        if common_starts:
+            rows = np.random.default_rng([seed, 0xC0DE]).integers(0, env.num_start_states, episodes)
+            options = {"start_index": np.tile(rows, p)}
+        obs, _ = env.reset(seed=seed, options=options)
         for a in actors:
             if callable(getattr(a, "reset", None)):
                 a.reset(None)
@@ -62,6 +70,24 @@ def rollout_actors(make_env: Callable[[int, int], Any], actors: Sequence[Any], e
     finally:
         env.close()
     return ret.reshape(p, episodes)
+
+
+def split_half_ceiling(returns: np.ndarray) -> float:
+    """The highest Spearman a perfect ranking can expect against these noisy per-actor means.
+
+    ``returns``: ``(actors, episodes)`` returns (``episodes >= 2``). The Spearman between the
+    means of the even and the odd episodes is the split-half reliability ``r`` of half the data;
+    Spearman-Brown gives the full data's ``R = 2r / (1 + r)``, and a noise-free ranking correlates
+    with a measurement of reliability ``R`` at about ``sqrt(R)`` (the attenuation bound). Returns
+    nan when the halves are constant, 0 when they do not agree at all (``r <= 0``).
+    """
+    x = np.asarray(returns, np.float64)
+    if x.ndim != 2 or x.shape[1] < 2:
+        raise ConfigError(f"split_half_ceiling needs (actors, episodes >= 2) returns, got shape {x.shape}")
+    r = spearman(x[:, 0::2].mean(1), x[:, 1::2].mean(1))
+    if np.isnan(r):
+        return float("nan")
+    return float(np.sqrt(2 * r / (1 + r))) if r > 0 else 0.0
 
 
 def rankdata(x: np.ndarray) -> np.ndarray:
@@ -89,4 +115,4 @@ def spearman(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.corrcoef(ra, rb)[0, 1])
 
 
-__all__ = ["rankdata", "rollout_actors", "spearman"]
+__all__ = ["rankdata", "rollout_actors", "spearman", "split_half_ceiling"]

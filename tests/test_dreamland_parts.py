@@ -13,7 +13,7 @@ import simlab  # noqa: F401
 from simlab.errors import ConfigError
 from simlab.integrity import seal
 from simlab.policies.fixed import FIXED_POLICIES, RandomHeld, Sweep
-from simlab.policies.panel import rankdata, rollout_actors, spearman
+from simlab.policies.panel import rankdata, rollout_actors, spearman, split_half_ceiling
 from simlab.world_models.dropout.diagnostics import hazard_recall, multistep_errors
 
 
@@ -87,6 +87,53 @@ def test_rollout_actors_gives_each_actor_its_own_slots() -> None:
     assert both.shape == (2, 4)
     np.testing.assert_array_equal(both[0], alone[0])
     assert not np.array_equal(both[0], both[1])
+
+
+class _StartRecorder:
+    """A one-step vec env that pays each slot the start state it was dealt (``reward = start row``)."""
+
+    num_start_states = 1000
+
+    def __init__(self, n: int, seed: int = 0) -> None:
+        self.n, self.rows = n, None
+
+    def reset(self, seed=None, options=None):
+        rng = np.random.default_rng(seed)
+        self.rows = (np.asarray(options["start_index"]) if options else rng.integers(0, 1000, self.n))
+        return np.zeros((self.n, 1)), {}
+
+    def step(self, act):
+        return np.zeros((self.n, 1)), self.rows.astype(float), np.ones(self.n, bool), np.zeros(self.n, bool), {}
+
+    def close(self) -> None:
+        pass
+
+
+def test_rollout_actors_common_starts_deal_every_actor_the_same_situations() -> None:
+    """With common starts, actor i's j-th episode starts where actor 0's did; without, they differ."""
+    class Idle:
+        def act(self, obs):
+            return np.zeros(len(obs), np.int64)
+
+    common = rollout_actors(_StartRecorder, [Idle(), Idle(), Idle()], 8, seed=3, max_steps=5, common_starts=True)
+    np.testing.assert_array_equal(common[0], common[1])
+    np.testing.assert_array_equal(common[0], common[2])
+    assert len(np.unique(common[0])) > 1  # different situations across episodes
+    drawn = rollout_actors(_StartRecorder, [Idle(), Idle()], 8, seed=3, max_steps=5)
+    assert not np.array_equal(drawn[0], drawn[1])
+
+
+def test_split_half_ceiling_separates_signal_from_noise() -> None:
+    """Actors that truly differ (large gaps, small noise) leave a ceiling near 1; actors that are the
+    same up to noise leave a low one; too few episodes are refused."""
+    rng = np.random.default_rng(0)
+    true = np.arange(20, dtype=float)[:, None] * 10
+    assert split_half_ceiling(true + rng.normal(0, 1, (20, 16))) > 0.98
+    noise_only = [split_half_ceiling(rng.normal(0, 1, (20, 16))) for _ in range(50)]
+    assert np.mean(noise_only) < 0.5
+    assert split_half_ceiling(np.ones((5, 4))) != split_half_ceiling(np.ones((5, 4)))  # nan: constant
+    with pytest.raises(ConfigError):
+        split_half_ceiling(np.ones((5, 1)))
 
 
 # ---- diagnostics ---------------------------------------------------------------------------------

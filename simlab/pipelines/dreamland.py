@@ -59,6 +59,7 @@ CONTROLLER_ACTIONS: dict[str, list[int]] = {
     "dodge_v1": [1, 4, 7],
     "maze": [1, 3, 4, 5, 7],
     "coinrun": [1, 2, 4, 5, 7, 8],
+    "coinrun_v1": [1, 2, 4, 5, 7, 8],
     "bigfish": [0, 1, 2, 3, 4, 5, 6, 7, 8],
 }
 
@@ -103,7 +104,9 @@ class DreamlandConfig:
     z_dim: int = 32
     """VAE latent size."""
     vae_epochs: int = 6
-    """VAE training epochs."""
+    """VAE training epochs (~20 s each on 2 cores at 10k frames). Hazard recall on Dodge-v1's
+    held-out fireballs: 89.4% after 6, 87.8% after 7 (the same seed and data): the epoch count
+    moves it by training noise, not by a trend."""
     vae_max_frames: int = 10_000
     """Frames used to train the VAE (a seeded subsample if more were collected)."""
     vae_batch_size: int = 32
@@ -164,10 +167,13 @@ class DreamlandConfig:
     a deadly one."""
     start_every: int = 8
     """Steps between the burn-in start states taken from each real episode."""
-    danger_starts: int = 0
+    danger_starts: int = 16
     """Burn-in only: also start dreams from the real states 2, 4, ..., ``danger_starts`` steps before
     each death in the data (0: none), where the data policy failed to dodge: the dream then tests
-    the controller on the situations that decide survival, which uniform starts rarely hit."""
+    the controller on the situations that decide survival, which uniform starts rarely hit.
+    Measured on Dodge-v1 (one world model, controllers retrained, 3 seeds x 32 held-out episodes):
+    Dream Land 352 +- 31 with 16 (seeds 323-373) vs 272 +- 35 with 0 (182-396); World Models
+    247 +- 27 vs 262 +- 34; 32 gave Dream Land 274 +- 32 (2 seeds)."""
     controller: str = "cmaes"
     """cmaes (linear controller on [z, h]) | ppo (SB3 MLP on [z, h])."""
     controller_actions: list[int] | None = None
@@ -229,8 +235,10 @@ class DreamlandConfig:
     """Train the same controller class with the same CMA-ES directly in the REAL game on the Dream Land
     world model's features (procgen games): separates "the world model is wrong" from "the controller
     is too weak"."""
-    upper_generations: int = 10
-    """CMA-ES generations of the upper bound (each costs real frames through the VAE encoder)."""
+    upper_generations: int = 6
+    """CMA-ES generations of the upper bound (each costs real frames through the VAE encoder, ~10 s
+    at 16 x 16 on 2 cores; 10 generations reached 669 held out, 2.8x the best fixed policy: 6 keep
+    the main job under 12 minutes and the bound still far above the dream-trained controllers)."""
     upper_seeds: int = 1
     """Seeds of the upper bound."""
     upper_popsize: int = 16
@@ -399,7 +407,11 @@ PRESETS: dict[str, dict[str, Any]] = {
               "diffusion": _DIFFUSION_DEBUG},
     "cpu": {},
     "carracing": {"env": "CarRacing-v3", "hard_split": "", "transitions": 10_000, "num_envs": 1, "max_dream_steps": 300,
-                  "eval_max_steps": 300, "eval_episodes": 8, "eval_num_envs": 1},
+                  "eval_max_steps": 300, "eval_episodes": 8, "eval_num_envs": 1,
+                  # 300-step dreams cost 10x Dodge's 30-step ones: the budget of the documented run
+                  # (docs/results.md, CarRacing), not the Dodge defaults'.
+                  "vae_epochs": 12, "rnn_epochs": 30, "popsize": 16, "episodes_per_candidate": 4,
+                  "eval_dream_episodes": 64},
     "gpu": {"transitions": 200_000, "vae_epochs": 10, "vae_max_frames": 200_000, "rnn_epochs": 40,
             "popsize": 64, "episodes_per_candidate": 16, "generations": 100, "max_dream_steps": 1000,
             "seeds": 5, "eval_episodes": 100, "eval_num_envs": 64, "device": "cuda"},
@@ -957,20 +969,24 @@ class Dreamland:
         return names, actors
 
     def _fidelity(self, variant: str) -> dict[str, Any]:
-        from simlab.policies.panel import rollout_actors, spearman
+        from simlab.policies.panel import rollout_actors, spearman, split_half_ceiling
 
         cfg = self.cfg
         names, actors = self._panel(variant)
         seed = 777
-        # The dream as the controllers were trained in it (its own episode cap), reality as evaluated
-        # (from the start of real episodes, capped at fidelity_max_steps).
-        dream = rollout_actors(self._dream_env(variant, cfg.max_dream_steps), actors, cfg.fidelity_episodes,
-                               seed, cfg.max_dream_steps).mean(1)
-        real = rollout_actors(self._real_feature_env(variant), actors, cfg.fidelity_episodes, seed,
-                              cfg.fidelity_max_steps).mean(1)
+        # The dream as the controllers were trained in it (its own episode cap, common start states,
+        # as many episodes as the CMA mean is judged on: dreams are cheap, so the dream's side of
+        # the ranking is nearly noise-free), reality as evaluated (from the start of real episodes,
+        # capped at fidelity_max_steps), whose noise bounds the Spearman (reported as the ceiling).
+        dream_eps = max(cfg.fidelity_episodes, cfg.eval_dream_episodes)
+        dream = rollout_actors(self._dream_env(variant, cfg.max_dream_steps), actors, dream_eps,
+                               seed, cfg.max_dream_steps, common_starts=cfg.common_starts).mean(1)
+        real_eps = rollout_actors(self._real_feature_env(variant), actors, cfg.fidelity_episodes, seed,
+                                  cfg.fidelity_max_steps)
+        real = real_eps.mean(1)
         return {"spearman": spearman(dream, real), "names": names, "dream": dream.tolist(), "real": real.tolist(),
-                "episodes": cfg.fidelity_episodes, "max_steps": cfg.fidelity_max_steps,
-                "dream_max_steps": cfg.max_dream_steps}
+                "episodes": cfg.fidelity_episodes, "dream_episodes": dream_eps, "max_steps": cfg.fidelity_max_steps,
+                "dream_max_steps": cfg.max_dream_steps, "ceiling": split_half_ceiling(real_eps)}
 
     # -- everything ------------------------------------------------------------------------------
     def run_all(self) -> dict[str, Any]:

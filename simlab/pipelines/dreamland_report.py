@@ -176,10 +176,14 @@ def markdown(dl: Any, s: dict[str, Any]) -> str:
         lines.append(f"- Hazard recall: {d['hazard_recall_note']}.")
     for var, rho in d["dream_fidelity"].items():
         p = d["fidelity_panel"][var]
+        dream_eps = p.get("dream_episodes", p["episodes"])
+        ceiling = p.get("ceiling")
         lines.append(f"- **Dream fidelity** of `{var}`: Spearman {rho:.2f} between dream and real returns of "
-                     f"{len(p['names'])} controllers ({p['episodes']} episodes each; dream episodes as in training, "
-                     f"up to {p.get('dream_max_steps', p['max_steps'])} steps; real episodes from the start, up to "
-                     f"{p['max_steps']} steps).")
+                     f"{len(p['names'])} controllers ({dream_eps} dream episodes each, as in training, up to "
+                     f"{p.get('dream_max_steps', p['max_steps'])} steps; {p['episodes']} real episodes each from "
+                     f"the start, up to {p['max_steps']} steps)"
+                     + (f"; a perfect dream would reach about {ceiling:.2f} against these noisy real means "
+                        "(split-half reliability)." if ceiling is not None and ceiling == ceiling else "."))
     for var, dp in d.get("death_prediction", {}).items():
         lines.append(f"- **Death prediction** of `{var}` fed real held-out latents (teacher forcing): AUC "
                      f"{dp['auc']:.3f} over {dp['deaths']} deaths in {dp['steps']} steps (mean p_done "
