@@ -14,7 +14,7 @@
 set -euo pipefail
 GAME=${1:-BigFish-v0}
 EARLY=${2:-131072}
-NAME=$(echo "${GAME%-v*}" | tr '[:upper:]' '[:lower:]')
+NAME=$(echo "${GAME%-v0}" | tr '[:upper:]' '[:lower:]' | tr '-' '_')  # CoinRun-v1 -> coinrun_v1 (the game id)
 PPO=${PPO:-runs/ppo_${NAME}_cpu}
 EXPERT=${EXPERT:-final}
 OUT=${OUT:-runs/ppo_offline/$NAME}

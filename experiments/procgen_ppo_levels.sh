@@ -9,7 +9,7 @@ set -euo pipefail
 GAME=${1:-BigFish-v0}
 BUDGET=${2:-131072}
 EPISODES=${EPISODES:-200}
-NAME=$(echo "${GAME%-v*}" | tr '[:upper:]' '[:lower:]')
+NAME=$(echo "${GAME%-v0}" | tr '[:upper:]' '[:lower:]' | tr '-' '_')  # CoinRun-v1 -> coinrun_v1 (the game id)
 OUT=runs/ppo_levels/$NAME
 N="nice -n 19 env OMP_NUM_THREADS=1 OMP_WAIT_POLICY=PASSIVE"
 mkdir -p $OUT

@@ -338,3 +338,17 @@ def test_main_job_runs_without_diffusers(tmp_path) -> None:
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr[-2000:]
     assert (tmp_path / "run" / "report.json").exists()
+
+
+def test_transfer_verdict_does_not_round_a_miss_into_a_hit() -> None:
+    """1.496x with disjoint CIs misses the 1.5x target; 1.5x with overlapping CIs misses it too."""
+    from simlab.pipelines.dreamland_report import verdict
+
+    def summary(var_mean: float, var_ci: float) -> dict:
+        row = lambda m, c: {"train": {"mean": m, "ci95": c}, "heldout": {"mean": m, "ci95": c}}  # noqa: E731
+        return {"variants": {"dreamland": row(var_mean, var_ci)}, "fixed_policies": {"random": row(100.0, 10.0)}}
+
+    assert verdict(summary(149.6, 20.0))["transfer_target_met"] is False
+    assert verdict(summary(150.0, 41.0))["transfer_target_met"] is False  # CIs overlap
+    v = verdict(summary(150.0, 20.0))
+    assert v["transfer_target_met"] is True and v["heldout_ratio"] == pytest.approx(1.5)

@@ -101,10 +101,14 @@ def summarize(dl: Any) -> dict[str, Any]:
     return out
 
 
+TRANSFER_TARGET = 1.5
+"""The transfer target: the better variant's held-out mean over the best fixed policy's, CIs disjoint."""
+
+
 def verdict(s: dict[str, Any]) -> dict[str, Any]:
     """The issue's transfer test: on held-out levels, the better variant against the best fixed
-    policy (ratio, and whether the 95% CIs are disjoint); on training levels, whether every
-    variant beats every fixed policy."""
+    policy (ratio, whether the 95% CIs are disjoint, and whether both together meet
+    :data:`TRANSFER_TARGET`); on training levels, whether every variant beats every fixed policy."""
     var, fixed = s["variants"], s["fixed_policies"]
     if not var or not fixed:
         return {}
@@ -115,6 +119,7 @@ def verdict(s: dict[str, Any]) -> dict[str, Any]:
         v, f = var[best_v]["heldout"], fixed[best_f]["heldout"]
         out.update({"best_variant": best_v, "best_fixed": best_f, "heldout_ratio": v["mean"] / max(f["mean"], 1e-9),
                     "heldout_cis_disjoint": v["mean"] - v["ci95"] > f["mean"] + f["ci95"]})
+        out["transfer_target_met"] = out["heldout_ratio"] >= TRANSFER_TARGET and out["heldout_cis_disjoint"]
     if all("train" in r for r in var.values()):
         top = max(f["train"]["mean"] for f in fixed.values())
         out["all_variants_beat_fixed_on_train"] = all(r["train"]["mean"] > top for r in var.values())
@@ -161,8 +166,9 @@ def markdown(dl: Any, s: dict[str, Any]) -> str:
     v = s["verdict"]
     if "heldout_ratio" in v:
         lines += ["", (f"**Transfer:** on held-out levels the better variant ({v['best_variant']}) scores "
-                       f"{v['heldout_ratio']:.2f}x the best fixed policy ({v['best_fixed']}); 95% CIs "
-                       f"{'disjoint' if v['heldout_cis_disjoint'] else 'overlap'}. "
+                       f"{v['heldout_ratio']:.3f}x the best fixed policy ({v['best_fixed']}); 95% CIs "
+                       f"{'disjoint' if v['heldout_cis_disjoint'] else 'overlap'} (target: at least "
+                       f"{TRANSFER_TARGET}x with disjoint CIs, {'met' if v['transfer_target_met'] else 'not met'}). "
                        + ("Every variant beats every fixed policy on the training levels."
                           if v.get("all_variants_beat_fixed_on_train") else
                           "Not every variant beats every fixed policy on the training levels."))]
