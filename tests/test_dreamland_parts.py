@@ -352,3 +352,14 @@ def test_transfer_verdict_does_not_round_a_miss_into_a_hit() -> None:
     assert verdict(summary(150.0, 41.0))["transfer_target_met"] is False  # CIs overlap
     v = verdict(summary(150.0, 20.0))
     assert v["transfer_target_met"] is True and v["heldout_ratio"] == pytest.approx(1.5)
+
+
+def test_transfer_verdict_gives_no_ratio_against_a_non_positive_baseline() -> None:
+    """CarRacing's random play scores below 0: a ratio would be meaningless (it was 2e9x), so the
+    verdict gives the difference and leaves the ratio and the target undefined."""
+    from simlab.pipelines.dreamland_report import verdict
+
+    row = lambda m: {"train": {"mean": m, "ci95": 1.0}, "heldout": {"mean": m, "ci95": 1.0}}  # noqa: E731
+    v = verdict({"variants": {"dreamland": row(2.1)}, "fixed_policies": {"uniform random": row(-4.1)}})
+    assert v["heldout_ratio"] is None and v["transfer_target_met"] is None
+    assert v["heldout_difference"] == pytest.approx(6.2) and v["heldout_cis_disjoint"] is True

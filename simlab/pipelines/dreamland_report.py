@@ -117,9 +117,14 @@ def verdict(s: dict[str, Any]) -> dict[str, Any]:
         best_v = max(var, key=lambda v: var[v]["heldout"]["mean"])
         best_f = max(fixed, key=lambda f: fixed[f]["heldout"]["mean"])
         v, f = var[best_v]["heldout"], fixed[best_f]["heldout"]
-        out.update({"best_variant": best_v, "best_fixed": best_f, "heldout_ratio": v["mean"] / max(f["mean"], 1e-9),
+        # A ratio means something only against a positive return (CarRacing's random play scores < 0):
+        # otherwise it is None, and so is the target, while the difference is always given.
+        ratio = v["mean"] / f["mean"] if f["mean"] > 0 else None
+        out.update({"best_variant": best_v, "best_fixed": best_f, "heldout_ratio": ratio,
+                    "heldout_difference": v["mean"] - f["mean"],
                     "heldout_cis_disjoint": v["mean"] - v["ci95"] > f["mean"] + f["ci95"]})
-        out["transfer_target_met"] = out["heldout_ratio"] >= TRANSFER_TARGET and out["heldout_cis_disjoint"]
+        out["transfer_target_met"] = (None if ratio is None
+                                      else ratio >= TRANSFER_TARGET and out["heldout_cis_disjoint"])
     if all("train" in r for r in var.values()):
         top = max(f["train"]["mean"] for f in fixed.values())
         out["all_variants_beat_fixed_on_train"] = all(r["train"]["mean"] > top for r in var.values())
@@ -165,10 +170,15 @@ def markdown(dl: Any, s: dict[str, Any]) -> str:
         lines.append(f"| fixed: {f} | " + " | ".join(_cell(r.get(c)) for c in cols) + " |")
     v = s["verdict"]
     if "heldout_ratio" in v:
-        lines += ["", (f"**Transfer:** on held-out levels the better variant ({v['best_variant']}) scores "
-                       f"{v['heldout_ratio']:.3f}x the best fixed policy ({v['best_fixed']}); 95% CIs "
-                       f"{'disjoint' if v['heldout_cis_disjoint'] else 'overlap'} (target: at least "
-                       f"{TRANSFER_TARGET}x with disjoint CIs, {'met' if v['transfer_target_met'] else 'not met'}). "
+        if v["heldout_ratio"] is None:
+            versus = (f"{v['heldout_difference']:+.1f} against the best fixed policy ({v['best_fixed']}, whose mean "
+                      "is not positive, so there is no ratio); 95% CIs "
+                      f"{'disjoint' if v['heldout_cis_disjoint'] else 'overlap'}. ")
+        else:
+            versus = (f"{v['heldout_ratio']:.3f}x the best fixed policy ({v['best_fixed']}); 95% CIs "
+                      f"{'disjoint' if v['heldout_cis_disjoint'] else 'overlap'} (target: at least "
+                      f"{TRANSFER_TARGET}x with disjoint CIs, {'met' if v['transfer_target_met'] else 'not met'}). ")
+        lines += ["", (f"**Transfer:** on held-out levels the better variant ({v['best_variant']}) scores " + versus
                        + ("Every variant beats every fixed policy on the training levels."
                           if v.get("all_variants_beat_fixed_on_train") else
                           "Not every variant beats every fixed policy on the training levels."))]
