@@ -125,28 +125,6 @@ def test_vec_env_is_deterministic_from_its_seed() -> None:
     assert play(5) != play(6)
 
 
-def test_slot_zero_equals_single_env_trajectory() -> None:
-    """The contract of every procgen-like game (tests/test_procgen_common.py), for CoinRun-v1."""
-    vec = ProcgenVecEnv("coinrun_v1", 8, num_levels=50)
-    single = ProcgenEnv("coinrun_v1", num_levels=50)
-    vo, vi = vec.reset(seed=3)
-    so, si = single.reset(seed=3)
-    assert np.array_equal(vo[0], so) and vi["level_seed"][0] == si["level_seed"]
-    rng = np.random.default_rng(0)
-    ends = 0
-    for _ in range(600):  # crosses episode boundaries
-        a = rng.choice([2, 8, 7, 7, 5, 4, 1, 0, 3, 6, 12], 8)  # right-biased play
-        vo, vr, vt, vtr, vinf = vec.step(a)
-        so, sr, st, strunc, _ = single.step(int(a[0]))
-        assert vr[0] == sr and vt[0] == st and vtr[0] == strunc
-        if st or strunc:
-            ends += 1
-            assert np.array_equal(vinf["final_obs"][0], so)
-            so, _ = single.reset()
-        assert np.array_equal(vo[0], so)
-    assert ends >= 3
-
-
 def test_v1_levels_are_short_with_few_gaps_and_a_safe_start() -> None:
     p = V1.EASY_V1
     easy = [generate_level(s, False, p) for s in range(300)]
