@@ -275,7 +275,39 @@ def calibrate_done_bias(model, episode_len: float, mask_mode: str, seed: int) ->
     return bias
 
 
-class DreamRow:
+class TimedDream:
+    """A dream vec env (``self.env``) stepped through pre-drawn actions (``self.actions``, one row
+    per batched step); :meth:`segment` times one pass. Subclasses build both."""
+
+    env: object
+    actions: np.ndarray
+    device: str
+    ep_count: int = 0
+    ep_steps: int = 0
+
+    def _sync(self) -> None:
+        if self.device == "cuda":
+            import torch
+
+            torch.cuda.synchronize()
+
+    def segment(self) -> tuple[float, float, int]:
+        """``(wall s, CPU s, episodes ended)`` of one pass over the actions."""
+        self._sync()
+        episodes = 0
+        wall0, cpu0 = time.perf_counter(), time.process_time()
+        for a in self.actions:
+            info = self.env.step(a)[4]
+            if "_episode" in info:
+                episodes += int(info["_episode"].sum())
+                if "episode_length" in info:
+                    self.ep_steps += int(info["episode_length"].sum())
+        self._sync()
+        self.ep_count += episodes
+        return time.perf_counter() - wall0, time.process_time() - cpu0, episodes
+
+
+class DreamRow(TimedDream):
     """One dream configuration: a DreamVecEnv stepped with pre-drawn random actions."""
 
     def __init__(self, model, num_envs: int, steps: int, warmup: int, seed: int, mask_mode: str,
@@ -294,25 +326,6 @@ class DreamRow:
         for a in rng.integers(0, NUM_ACTIONS, (warmup, num_envs)):
             self.env.step(a)
         self.ep_count, self.ep_steps = 0, 0
-
-    def _sync(self) -> None:
-        if self.device == "cuda":
-            import torch
-
-            torch.cuda.synchronize()
-
-    def segment(self) -> tuple[float, float, int]:
-        self._sync()
-        episodes = 0
-        wall0, cpu0 = time.perf_counter(), time.process_time()
-        for a in self.actions:
-            info = self.env.step(a)[4]
-            if "_episode" in info:
-                episodes += int(info["_episode"].sum())
-                self.ep_steps += int(info["episode_length"].sum())
-        self._sync()
-        self.ep_count += episodes
-        return time.perf_counter() - wall0, time.process_time() - cpu0, episodes
 
 
 # --------------------------------------------------------------------------- diffusion dream
@@ -337,7 +350,7 @@ def build_diffusion_model(resolution: int, channels: list[int], seed: int, start
                                env_id="simlab/Dodge-v1")
 
 
-class DiffusionRow:
+class DiffusionRow(TimedDream):
     """One diffusion dream configuration: a DiffusionDreamVecEnv stepped with pre-drawn random actions."""
 
     def __init__(self, model, num_envs: int, iterations: int, num_steps: int, device: str, seed: int) -> None:
@@ -348,23 +361,6 @@ class DiffusionRow:
         self.env = model.as_vec_env(num_envs, num_steps=num_steps, device=device, seed=seed)
         self.env.reset(seed=seed)
         self.env.step(rng.integers(0, NUM_ACTIONS, num_envs))  # warm-up
-
-    def _sync(self) -> None:
-        if self.device == "cuda":
-            import torch
-
-            torch.cuda.synchronize()
-
-    def segment(self) -> tuple[float, float, int]:
-        self._sync()
-        episodes = 0
-        wall0, cpu0 = time.perf_counter(), time.process_time()
-        for a in self.actions:
-            info = self.env.step(a)[4]
-            if "_episode" in info:
-                episodes += int(info["_episode"].sum())
-        self._sync()
-        return time.perf_counter() - wall0, time.process_time() - cpu0, episodes
 
 
 def diffusion_row(model, num_envs: int, iterations: int, num_steps: int, device: str, seed: int,
