@@ -451,10 +451,16 @@ def test_sigint_inside_a_shard_write_lands_after_the_rename(tmp_path: Path, monk
         return real(self, *a, **k)
 
     monkeypatch.setattr(h5py.Group, "create_dataset", create)
+    # Ctrl-C must mean KeyboardInterrupt here even when the suite was started in the background
+    # (``cmd &`` from a script starts it with SIGINT ignored, and Python then keeps it ignored).
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     path = tmp_path / "shards" / "shard-00000.h5"
     arrays = {"a": np.arange(12).reshape(3, 4), "b": np.ones(3)}
-    with pytest.raises(KeyboardInterrupt):
-        data_mod.write_h5_shard(path, arrays, {"kind": "x"})
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            data_mod.write_h5_shard(path, arrays, {"kind": "x"})
+    finally:
+        signal.signal(signal.SIGINT, previous)
     assert len(calls) == 2  # the write went on to the end...
     with data_mod.open_h5(path) as f:  # ...and the file is complete
         np.testing.assert_array_equal(f["a"][()], arrays["a"])
@@ -471,7 +477,10 @@ def test_ctrl_c_exits_130_with_one_line_and_resume_finishes_equal(tmp_path: Path
     args = [sys.executable, "-m", "simlab.cli", "collect", "collision2d", "--out", str(out), "--size", "60",
             "--resolution", "32", "--videos-per-shard", "4"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True)
+    # The child gets SIGINT's default disposition, so Python turns Ctrl-C into KeyboardInterrupt even
+    # when the suite itself runs in the background with SIGINT ignored (which children inherit).
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 60
     while time.time() < deadline and len(list((out / "shards").glob("shard-*.h5"))) < 2:
         time.sleep(0.01)
