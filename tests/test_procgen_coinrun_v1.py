@@ -14,19 +14,16 @@ import simlab  # noqa: F401
 from simlab.envs.procgen import coinrun_v1 as V1
 from simlab.envs.procgen.base import ProcgenOptions
 from simlab.envs.procgen.coinrun import (
-    COIN,
     EASY,
     FINAL_LEN,
-    NONE,
     START_LEN,
     TILE,
     CoinRun,
-    LevelBatch,
     Params,
-    advance,
     generate_level,
     max_cols,
 )
+from simlab.envs.procgen.coinrun_solver import LEFT, RIGHT, replay, solve
 from simlab.envs.procgen.vec import ProcgenEnv, ProcgenVecEnv
 
 V0_LEVELS = {False: "eb4255b8fbb63c972e58ee37e601a5746df4f95f9aa934b6ccdaf4b0f03b593a",
@@ -38,8 +35,6 @@ V0_ENGINE = {False: "bd15d2f3ad95fc7d5e84e751b870de65c53210f42c989e6da3071654702
 """SHA-256 of the frames, rewards and terminations of 300 random steps of 8 CoinRun-v0 envs
 (easy / hard, backgrounds on), computed before CoinRun-v1 existed."""
 
-RIGHT_UP, RIGHT, UP, NOOP, LEFT = 8, 7, 5, 4, 1
-SOLVER_ACTIONS = np.array([RIGHT_UP, RIGHT, UP, NOOP, LEFT])
 
 
 def _level_digest(seeds: range, hard: bool, p: Params | None = None) -> str:
@@ -179,46 +174,6 @@ def test_agent_runs_at_the_v1_speed() -> None:
     assert V1.SPEED_V1 <= TILE  # no tunnelling through a tile
 
 
-def solve(seeds: list[int], hard: bool, p: Params, beam: int = 40, max_steps: int = 1000) -> list[list[int] | None]:
-    """Action sequences reaching the coin, by a time-layered breadth-first search over the game's
-    own dynamics (:func:`advance`), all levels at once; each layer is cut to the ``beam``
-    rightmost distinct states ``(x, y, vy)`` of each level. ``None``: not found."""
-    levels = [generate_level(int(s), hard, p) for s in seeds]
-    batch = LevelBatch.of(levels, hard, p)
-    lvl = np.arange(len(levels))
-    x = np.array([lv.start[0] for lv in levels], np.int64)
-    y = np.array([lv.start[1] for lv in levels], np.int64)
-    vy = np.zeros(len(levels), np.int64)
-    history: list[tuple[np.ndarray, np.ndarray]] = []
-    found: list[list[int] | None] = [None] * len(levels)
-    for t in range(max_steps):
-        if len(lvl) == 0:
-            break
-        parent = np.repeat(np.arange(len(lvl)), len(SOLVER_ACTIONS))
-        act = np.tile(SOLVER_ACTIONS, len(lvl))
-        cl = lvl[parent]
-        nx, ny, nvy, out = advance(batch, x[parent], y[parent], vy[parent], np.full(len(parent), t + 1), act, lvl=cl)
-        history.append((parent, act))
-        for j in np.flatnonzero(out == COIN):
-            if found[int(cl[j])] is None:
-                seq, k = [], j
-                for par, a in reversed(history):
-                    seq.append(int(a[k]))
-                    k = int(par[k])
-                found[int(cl[j])] = seq[::-1]
-        keep = np.flatnonzero((out == NONE) & np.array([found[c] is None for c in cl], bool))
-        key = ((cl[keep] * 4096 + nx[keep]) * 256 + ny[keep] + 64) * 32 + nvy[keep] + 16
-        keep = keep[np.unique(key, return_index=True)[1]]
-        keep = keep[np.lexsort((ny[keep], -nx[keep], cl[keep]))]
-        c = cl[keep]
-        first = np.r_[True, c[1:] != c[:-1]]
-        rank = np.arange(len(c)) - np.flatnonzero(first)[np.cumsum(first) - 1]
-        keep = keep[rank < beam]
-        history[-1] = (parent[keep], act[keep])
-        lvl, x, y, vy = cl[keep], nx[keep], ny[keep], nvy[keep]
-    return found
-
-
 @pytest.mark.parametrize("hard", [False, True])
 def test_every_v1_level_is_solvable(hard: bool) -> None:
     """The search finds the coin on every level; its plans, replayed on the v1 engine, reach it."""
@@ -226,18 +181,7 @@ def test_every_v1_level_is_solvable(hard: bool) -> None:
     found = solve(seeds, hard, V1.params_v1(hard))
     assert [s for s, f in zip(seeds, found) if f is None] == []
     plans: list[list[int]] = [f for f in found if f is not None]
-    n = len(seeds)
-    game = V1.CoinRunV1(n, ProcgenOptions(distribution_mode="hard" if hard else "easy"))
-    game.load(np.arange(n), np.array(seeds))
-    total, end = np.zeros(n), np.full(n, -1)
-    acts = np.full((max(map(len, plans)), n), NOOP)
-    for i, plan in enumerate(plans):
-        acts[:len(plan), i] = plan
-    for t, a in enumerate(acts):
-        r, d = game.step(a)
-        live = end < 0
-        total[live] += r[live]
-        end[live & d] = t
+    total, end = replay(seeds, hard, plans, V1.CoinRunV1)
     assert (total == 10.0).all()
     assert (end == np.array([len(plan) - 1 for plan in plans])).all()
 
