@@ -274,6 +274,15 @@ def test_dream_starts_carry_the_real_state_and_reload(tmp_path) -> None:
     zd, _ = dream_starts(m.rnn, zs, acts, every=8, dones=dones, danger=6)
     np.testing.assert_array_equal(zd[:6].numpy(), zs[0][[0, 8, 13, 15, 16, 17]])
     assert zd.shape[0] == 6 + 1  # the episode cut without a death adds none
+    _, (hd, cd) = dream_starts(m.rnn, zs, acts, every=8, dones=dones, danger=6)
+    rows = [(0, t) for t in (0, 8, 13, 15, 16, 17)] + [(1, 0)]
+    for r, (ep, t) in enumerate(rows):  # episodes of unequal length run side by side: each row is
+        with torch.no_grad():           # the state of its own episode's sequence pass
+            out = m.rnn(torch.as_tensor(zs[ep][None, :t]), torch.as_tensor(acts[ep][None, :t])) if t else None
+        want_h = out.state[0][0] if t else torch.zeros(8)
+        want_c = out.state[1][0] if t else torch.zeros(8)
+        torch.testing.assert_close(hd[r], want_h, atol=1e-6, rtol=1e-5)
+        torch.testing.assert_close(cd[r], want_c, atol=1e-6, rtol=1e-5)
     wm = DropoutWorldModel(m.vae, m.rnn, z0, env_id="simlab/Dodge-v1", start_state=(h0, c0))
     wm.save_pretrained(tmp_path / "wm")
     back = DropoutWorldModel.from_pretrained(tmp_path / "wm")
