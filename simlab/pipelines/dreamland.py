@@ -1009,7 +1009,10 @@ class Dreamland:
         dream_eps = max(cfg.fidelity_episodes, cfg.eval_dream_episodes)
         dream = rollout_actors(self._dream_env(variant, cfg.max_dream_steps), actors, dream_eps,
                                seed, cfg.max_dream_steps, common_starts=cfg.common_starts).mean(1)
-        real_eps = rollout_actors(self._real_feature_env(variant), actors, cfg.fidelity_episodes, seed,
+        # A fresh panel: the random fixed policies carry RNG state, and reality's episodes must not
+        # depend on how many dream episodes came before.
+        _, fresh = self._panel(variant)
+        real_eps = rollout_actors(self._real_feature_env(variant), fresh, cfg.fidelity_episodes, seed,
                                   cfg.fidelity_max_steps)
         real = real_eps.mean(1)
         return {"spearman": spearman(dream, real), "names": names, "dream": dream.tolist(), "real": real.tolist(),
