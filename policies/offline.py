@@ -245,6 +245,7 @@ class Learner:
             qactor = QValueActor(self.policy, in_keys=["observation"], spec=spec)
             self.loss = DiscreteCQLLoss(qactor, action_space=spec, loss_function="l2", delay_value=True)
             self.loss.make_value_estimator(gamma=cfg.gamma)
+            _bind_cql_target(self.loss)
             self.updater = SoftUpdate(self.loss, tau=cfg.tau)
             self.weights = {"loss_qvalue": 1.0, "loss_cql": cfg.cql_alpha}
         else:
@@ -285,6 +286,25 @@ class Learner:
         if self.updater is not None:
             self.updater.step()
         return {f"train/{k}": float(v.detach()) for k, v in terms.items()} | {"train/loss": float(total.detach())}
+
+
+def _bind_cql_target(loss: Any) -> None:
+    """Make TorchRL 0.14's ``DiscreteCQLLoss`` bootstrap from its TARGET network.
+
+    Its ``make_value_estimator`` gives the TD(0) estimator a copy of the Q-network bound to the
+    ONLINE parameters, and ``value_loss`` passes the target parameters in a keyword the estimator
+    ignores: the TD targets follow the network being trained, ``delay_value=True`` and the soft
+    update have no effect (measured: scaling the online weights moved the targets, scaling
+    nothing else; tests/test_offline_rl.py). Without a target network the Q-values of the mixed
+    and suboptimal CoinRun-v1 data grew 100-1000x every 25 steps at gamma 0.99. Rebinding the
+    estimator's copy to the target parameters (updated in place by ``SoftUpdate``) restores DQN's
+    delayed target.
+    """
+    est = getattr(loss, "_value_estimator", None)
+    net = getattr(est, "value_network", None)
+    if net is None:  # a TorchRL whose estimator has no stateful copy: nothing to rebind
+        return
+    loss.target_value_network_params.to_module(net, return_swap=False, preserve_module_state=False)
 
 
 # ---- checkpoints -------------------------------------------------------------------------------

@@ -60,6 +60,39 @@ def test_cql_loss_is_td_plus_conservative_term(data: Path) -> None:
     torch.testing.assert_close(terms["loss_qvalue"].detach(), want_td, rtol=1e-4, atol=1e-6)
 
 
+def test_cql_bootstraps_from_the_target_network(data: Path) -> None:
+    """After the online Q-network moves, the TD target still comes from the delayed copy (TorchRL
+    0.14's DiscreteCQLLoss bootstrapped from the online network, which let Q diverge), and the
+    soft update moves the target by tau."""
+    import copy
+
+    torch.set_num_threads(1)
+    cfg = offline_config(["debug"], [f"data={data}", "algo=cql", "gamma=0.9", "tau=0.5"])
+    d = OfflineData(str(data))
+    learner = Learner(cfg, d.n_actions, d.obs_shape)
+    frozen = copy.deepcopy(learner.policy)
+    with torch.no_grad():
+        for p in learner.policy.parameters():
+            p.mul_(3.0)
+    td = d.batch(np.arange(1, 9))
+
+    def want(net: torch.nn.Module) -> torch.Tensor:
+        with torch.no_grad():
+            q_a = learner.policy(td["observation"]).gather(1, td["action"][:, None]).squeeze(1)
+            q_next = net(td["next", "observation"]).max(1).values
+            target = td["next", "reward"][:, 0] + 0.9 * (~td["next", "terminated"][:, 0]).float() * q_next
+            return 0.5 * ((q_a - target) ** 2).mean()
+
+    torch.testing.assert_close(learner.terms(td)["loss_qvalue"].detach(), want(frozen), rtol=1e-4, atol=1e-6)
+    assert not torch.allclose(want(frozen), want(learner.policy))  # the check can tell them apart
+    learner.updater.step()  # target <- target + 0.5 (online - target)
+    mid = copy.deepcopy(frozen)
+    with torch.no_grad():
+        for p_mid, p_on in zip(mid.parameters(), learner.policy.parameters()):
+            p_mid.lerp_(p_on, 0.5)
+    torch.testing.assert_close(learner.terms(td)["loss_qvalue"].detach(), want(mid), rtol=1e-4, atol=1e-6)
+
+
 def test_bc_loss_is_cross_entropy(data: Path) -> None:
     cfg = offline_config(["debug"], [f"data={data}", "algo=bc"])
     d = OfflineData(str(data))
