@@ -316,4 +316,28 @@ def test_batch_equals_independent_single_engines() -> None:
             assert rb[i] == r[0] and db[i] == d[0] and np.array_equal(ob[i], os_[0])
 
 
+def test_vec_env_redraws_only_new_episodes_and_every_frame_equals_a_full_render() -> None:
+    """The vector env redraws just the slots that start new levels (BigFish episodes end often,
+    so redrawing all 64 slots every step halved its speed): each returned frame still equals a
+    full render of the state, for backgrounds on and off, with resets in the run."""
+    from simlab.envs.procgen.vec import ProcgenVecEnv
+
+    for bg in (False, True):
+        env = ProcgenVecEnv("bigfish", 8, options=ProcgenOptions(distribution_mode="hard", use_backgrounds=bg))
+        obs, _ = env.reset(seed=3)
+        rng = np.random.default_rng(1)
+        resets = 0
+        full = np.empty_like(obs)
+        for _ in range(300):
+            obs, _, term, trunc, _ = env.step(rng.integers(0, 15, 8))
+            resets += int((term | trunc).sum())
+            env.game.render(full)
+            np.testing.assert_array_equal(obs, full)
+        assert resets > 0
+        part = np.zeros_like(full)
+        env.game.render(part, np.array([2, 5]))
+        np.testing.assert_array_equal(part[[2, 5]], full[[2, 5]])
+        assert not part[[0, 1, 3, 4, 6, 7]].any()  # only the asked slots were drawn
+
+
 # ---- wrappers ------------------------------------------------------------------------------------

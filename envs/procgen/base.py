@@ -250,6 +250,9 @@ class BatchedGame:
     action (a permutation of the 15, e.g. LEFT <-> RIGHT), so a horizontally flipped episode with
     these actions is as likely an episode as the original (world models may train on both).
     None: not symmetric (CoinRun's goal is always to the right)."""
+    partial_render: ClassVar[bool] = False
+    """Whether ``_render(out, idx)`` can draw only the slots ``idx`` (the vector env redraws the
+    slots that start new episodes; a game without it redraws every slot)."""
 
     def __init__(self, num_envs: int, opts: ProcgenOptions) -> None:
         num_envs = check_int("num_envs", num_envs, 1, MAX_NUM_ENVS)
@@ -275,9 +278,13 @@ class BatchedGame:
         self.t += 1
         return r, d
 
-    def render(self, out: np.ndarray) -> np.ndarray:
-        """Observations ``(N, 64, 64, 3)`` uint8 written into ``out``."""
-        self._render(out)
+    def render(self, out: np.ndarray, idx: np.ndarray | None = None) -> np.ndarray:
+        """Observations ``(N, 64, 64, 3)`` uint8 written into ``out``; with ``idx``, at least the slots
+        ``idx`` (only those where the game's ``_render`` takes them: :attr:`partial_render`)."""
+        if idx is not None and self.partial_render:
+            self._render(out, idx)
+        else:
+            self._render(out)
         return out
 
     def render_large(self, i: int, size: int = 512) -> np.ndarray:

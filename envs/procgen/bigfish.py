@@ -283,10 +283,12 @@ class BigFish(BatchedGame):
         reward = (n_eat + WIN_BONUS * win).astype(np.float32)
         return reward, dead | win
 
-    def _render(self, out: np.ndarray) -> None:
+    partial_render = True
+
+    def _render(self, out: np.ndarray, idx: np.ndarray | None = None) -> None:
         if not out.flags.c_contiguous:  # the scatter below writes through a flat view
-            tmp = np.empty(out.shape, np.uint8)
-            self._render(tmp)
+            tmp = np.ascontiguousarray(out)
+            self._render(tmp, idx)
             out[...] = tmp
             return
         if self.static is None:
@@ -296,15 +298,22 @@ class BigFish(BatchedGame):
             d = np.flatnonzero(self._dirty)
             self.static[d] = background_images(self.level_seed[d], self.opts.use_backgrounds)
             self._dirty[d] = False
-        np.copyto(out, self.static)
+        if idx is None:
+            sel = np.arange(self.n)
+            np.copyto(out, self.static)
+            e, k = np.nonzero(self.fa)
+        else:
+            sel = np.asarray(idx, np.int64)
+            out[sel] = self.static[sel]
+            e, k = np.nonzero(self.fa[sel])
+            e = sel[e]
         # every visible fish, then the agents (drawn last, on top), as one ragged scatter
-        e, k = np.nonzero(self.fa)
-        n = self.n
-        env = np.concatenate([e, np.arange(n)])
-        r = np.concatenate([self.fr[e, k], self.ar])
-        left = np.concatenate([self.fvx[e, k] < 0, self.face < 0])
-        cy = np.floor(np.concatenate([self.fy[e, k], self.ay])).astype(np.int64)
-        cx = np.floor(np.concatenate([self.fx[e, k], self.ax])).astype(np.int64)
+        n = len(sel)
+        env = np.concatenate([e, sel])
+        r = np.concatenate([self.fr[e, k], self.ar[sel]])
+        left = np.concatenate([self.fvx[e, k] < 0, self.face[sel] < 0])
+        cy = np.floor(np.concatenate([self.fy[e, k], self.ay[sel]])).astype(np.int64)
+        cx = np.floor(np.concatenate([self.fx[e, k], self.ax[sel]])).astype(np.int64)
         col = np.concatenate([self.fish_colors[e, self.fc[e, k]], np.broadcast_to(AGENT_COLOR, (n, 3)),
                               EYE_COLOR[None]])
         m = len(r)

@@ -204,7 +204,7 @@ class ProcgenVecEnv(VectorEnv):
             info["episode_length"] = np.where(done, self.game.t, 0)
             info["_episode"] = done.copy()
             self._new_levels(idx)
-            self.game.render(self._obs)  # fresh first frames of the new episodes
+            self.game.render(self._obs, idx)  # fresh first frames of the new episodes
             info["level_seed"] = self.game.level_seed.copy()
         return self._obs.copy(), rew.astype(np.float32), term.copy(), trunc, info
 
