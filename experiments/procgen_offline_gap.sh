@@ -49,6 +49,8 @@ if (ppo / "eval.json").exists():
                  f"{fmt(e['test']['mean_return'], e['test']['ci95'])} |")
 for f in sorted(out.glob("*_*.json")):
     kind, algo = f.stem.split("_", 1)
+    if kind not in ("expert", "mixed", "suboptimal"):  # e.g. procgen_offline_diversity.sh's runs
+        continue
     m = json.loads(f.read_text())
     lines.append(f"| {algo.upper()} | {kind} | {fmt(m['eval/train/mean_return'], m['eval/train/ci95'])} | "
                  f"{fmt(m['eval/test/mean_return'], m['eval/test/ci95'])} |")
