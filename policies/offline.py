@@ -295,7 +295,7 @@ def _bind_cql_target(loss: Any) -> None:
     ONLINE parameters, and ``value_loss`` passes the target parameters in a keyword the estimator
     ignores: the TD targets follow the network being trained, ``delay_value=True`` and the soft
     update have no effect (measured: scaling the online weights moved the targets, scaling
-    nothing else; tests/test_offline_rl.py). Without a target network the Q-values of the mixed
+    nothing else; tests/test_offline.py). Without a target network the Q-values of the mixed
     and suboptimal CoinRun-v1 data grew 100-1000x every 25 steps at gamma 0.99. Rebinding the
     estimator's copy to the target parameters (updated in place by ``SoftUpdate``) restores DQN's
     delayed target.

@@ -478,9 +478,9 @@ def _states_at(rnn: Any, zs: list[np.ndarray], acts: list[np.ndarray], takes: li
     dropout; step 0's is zeros): ``(h, c)`` lists of ``(len(takes[i]), hidden)`` CPU tensors.
 
     Hand-written rather than ``rnn.forward`` because only a few states per episode are kept: the
-    episodes of a chunk run side by side (padded with their last frame and action 0 past their
-    end, whose states are never taken), one batched cell step per time step instead of one
-    batch-1 step per transition (measured: 30-40 s -> about 1 s for 200k transitions on 2 cores).
+    episodes of a chunk run side by side (padded with zero latents and action 0 past their end,
+    whose states are never taken), one batched cell step per time step instead of one batch-1
+    step per transition (measured on the default's 200k transitions: 34.5 s -> 4.7 s).
     """
     import torch
 
