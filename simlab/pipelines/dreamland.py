@@ -497,7 +497,8 @@ def _states_at(rnn: Any, zs: list[np.ndarray], acts: list[np.ndarray], takes: li
                 n = len(acts[i])
                 z[j, :n] = zs[i][:n]
                 a[j, :n] = acts[i]
-            z_t, a_t = torch.as_tensor(z, device=device), torch.as_tensor(a, device=device)
+            z_t = torch.as_tensor(z, device=device)
+            a_t = rnn.check_actions(torch.as_tensor(a, device=device), (len(idx), T))  # once, not per step
             want: dict[int, list[tuple[int, int]]] = {}  # step -> [(row in chunk, row in take)]
             for j, i in enumerate(idx):
                 for k, t in enumerate(takes[i]):
@@ -511,7 +512,7 @@ def _states_at(rnn: Any, zs: list[np.ndarray], acts: list[np.ndarray], takes: li
                     out_h[j][k] = state[0][j].cpu()
                     out_c[j][k] = state[1][j].cpu()
                 if t < last:
-                    state = rnn.cell_step(z_t[:, t], rnn.check_actions(a_t[:, t], (len(idx),)), state)
+                    state = rnn.cell_step(z_t[:, t], a_t[:, t], state)
             for j, i in enumerate(idx):
                 hs[i], cs[i] = out_h[j], out_c[j]
     return hs, cs
