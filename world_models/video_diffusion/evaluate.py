@@ -21,6 +21,7 @@ Velocity errors are in world units per second (the world is 10 x 10).
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -57,7 +58,9 @@ def load_scheduler(model_dir: str | Path, num_train_timesteps: int = 1000):
 
 def evaluate_model(model_path: str | Path, data: str | Path, limit: int = 0, steps: int | None = None,
                    batch: int = 32, seed: int = 0, video: str | Path | None = None,
-                   verify: bool = False, progress: bool | None = None) -> dict[str, Any]:
+                   verify: bool = False, progress: bool | None = None,
+                   on_batch: Callable[[dict[str, np.ndarray], dict[str, np.ndarray]], None] | None = None,
+                   ) -> dict[str, Any]:
     """Generate from a dataset's condition frames and score model and references.
 
     Args:
@@ -68,6 +71,10 @@ def evaluate_model(model_path: str | Path, data: str | Path, limit: int = 0, ste
         batch: videos generated together.
         seed: noise seed (batch ``i`` uses ``seed + first index``).
         video: optional mp4: ground truth | model | error of the 4 worst videos.
+        on_batch: called after each batch with the dataset's arrays of that batch (states,
+            ``param_*``, ``frames``) and ``{predictor: (B, T, H, W, 3) uint8}`` (the probes of
+            :mod:`.probes` score them their own way). Attribute-scene datasets are accepted only
+            with it: they are not velocity-scored here, and only the header fields are returned.
 
     Returns:
         A JSON-ready dict; ``predictors[name]`` holds ``velocity_error``,
@@ -97,7 +104,7 @@ def evaluate_model(model_path: str | Path, data: str | Path, limit: int = 0, ste
     if steps < 1:
         raise ConfigError(f"--steps must be >= 1, got {steps}")
     ds = VideoDataset(data, verify=verify)
-    if ds.attributes:
+    if ds.attributes and on_batch is None:
         raise ConfigError(f"{data}: attribute scenes have no velocity law to score; use a physics scenario")
     c = model.config.cond_frames
     check_compatible(ds, model.config.num_frames, model.config.resolution)
@@ -114,9 +121,12 @@ def evaluate_model(model_path: str | Path, data: str | Path, limit: int = 0, ste
             with torch.inference_mode():
                 gen = generate(model, gt[:, :c], steps, seed=seed + lo, scheduler=ddpm)
             t_gen += time.perf_counter() - t0
-            preds = {"model": gen, "ground_truth": gt, "repeat_last": repeat_last(gt, c),
-                     "constant_velocity": constant_velocity(gt, c, ds.num_balls)}
-            for name, frames in preds.items():
+            preds = {"model": gen, "ground_truth": gt, "repeat_last": repeat_last(gt, c)}
+            if not ds.attributes:
+                preds["constant_velocity"] = constant_velocity(gt, c, ds.num_balls)
+            if on_batch is not None:
+                on_batch(st, preds)
+            for name, frames in preds.items() if not ds.attributes else ():
                 r = evaluate_videos(frames, st["pos"], st["radii"], st["t_contact"], ds.collision, cond_frames=c)
                 rob = evaluate_videos_robust(frames, st["pos"], st["radii"], st["t_contact"], ds.collision,
                                              cond_frames=c)
@@ -127,6 +137,11 @@ def evaluate_model(model_path: str | Path, data: str | Path, limit: int = 0, ste
                     worst.extend((float(e), gt[i], gen[i]) for i, e in enumerate(err))
                     worst = sorted(worst, key=lambda w: -w[0])[:4]
             bar.update(len(gt))
+    if ds.attributes:
+        return {"model": str(model_path), "data": str(data), "scenario": ds.config.scenario,
+                "split": ds.config.split, "resolution": ds.config.resolution, "videos": n, "cond_frames": c,
+                "sample_steps": steps, "backbone": model.config.backbone,
+                "generated_frames_per_s": n * (model.config.num_frames - c) / max(t_gen, 1e-9)}
     res = {p: {k: np.concatenate(v) for k, v in d.items()} for p, d in parts.items()}
     predictors = {p: {"velocity_error": mean_ci(r["velocity_error"]),
                       "frame_velocity_error": mean_ci(r["frame_velocity_error"]),
