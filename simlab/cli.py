@@ -344,6 +344,15 @@ def eval_physics(
     if limit < 0:
         raise ConfigError(f"--limit must be >= 0, got {limit}")
     if model is not None:
+        if VideoDataset(data).attributes:  # which attributes the generated videos keep, beside references
+            from simlab.world_models.video_diffusion.probes import (
+                evaluate_attribute_model,
+                format_attribute_report,
+            )
+
+            rep, _ = evaluate_attribute_model(model, data, limit=limit, steps=steps, seed=seed, verify=verify)
+            _print_json(rep) if as_json else typer.echo(format_attribute_report(rep))
+            return
         from simlab.world_models.video_diffusion.evaluate import evaluate_model, format_report
 
         res_model = evaluate_model(model, data, limit=limit, steps=steps, seed=seed, video=video, verify=verify)
@@ -431,6 +440,56 @@ def eval_physics(
     typer.echo(f"{sc} @ {ds.config.resolution}px, {done} videos ({out['source']}): velocity error "
                f"{ve['mean']:.4f} ± {ve['ci95']:.4f} (95% CI)"
                + (f"; paper's ground-truth floor {PAPER_FLOORS[sc]}" if sc in PAPER_FLOORS else ""))
+
+
+# ---- eval gap-probe / attribute-probe (issue 11's case-based probes) -------------------------
+@eval_app.command("gap-probe")
+def eval_gap_probe_cmd(
+    model: Annotated[Path, typer.Option(help="A video-diffusion run (or saved model) trained on gap_train.")],
+    data: Annotated[Path, typer.Option(help="A one-ball dataset (uniform or parabola), normally --split gap_test.")],
+    out: Annotated[Path | None, out_dir("Directory for gap_probe.json/.md/.png (default: MODEL/probes/gap).")]
+    = None,
+    limit: Annotated[int, count_opt("Score at most this many videos (0 = all).", minimum=0)] = 0,
+    steps: Annotated[int | None, count_opt("DDIM steps (default: the run's).", 1, 1000)] = None,
+    seed: Annotated[int, seed_opt("Sampling noise seed.")] = 0,
+    edge_band: Annotated[float, positive_float_opt(
+        "Half-width of the near-edge band, world units / s (0-0.5).", 0.5)] = 0.25,
+    as_json: JsonOpt = False,
+) -> None:
+    """Velocity-gap probe: a model trained without speeds in [1.5, 3.5] continues videos of those speeds;
+    does it predict them or snap to the gap's edges? Predicted vs true speed (PNG), snapping fractions and
+    mean |v_pred - v_true| beside the trivial predictors (JSON + markdown)."""
+    from simlab.world_models.video_diffusion.probes import format_gap_report, run_gap_probe
+
+    rep = run_gap_probe(model, data, out=out, limit=limit, steps=steps, seed=seed, band=edge_band)
+    if as_json:
+        _print_json({k: v for k, v in rep.items() if k != "per_video"})
+    else:
+        typer.echo(format_gap_report(rep))
+
+
+@eval_app.command("attribute-probe")
+def eval_attribute_probe_cmd(
+    model: Annotated[list[Path], typer.Option(help="A video-diffusion run trained on pair_<a>_<b>_train; "
+                                                   "repeat, one per --data, in the same order.")],
+    data: Annotated[list[Path], typer.Option(help="An attribute dataset of a pair_<a>_<b>_test split; repeat.")],
+    out: Annotated[Path | None, out_dir("Directory for attribute_probe.json/.md (default with one model: "
+                                        "MODEL/probes/attributes; required with several).")] = None,
+    limit: Annotated[int, count_opt("Score at most this many videos per pair (0 = all).", minimum=0)] = 0,
+    steps: Annotated[int | None, count_opt("DDIM steps (default: each run's).", 1, 1000)] = None,
+    seed: Annotated[int, seed_opt("Sampling noise seed.")] = 0,
+    as_json: JsonOpt = False,
+) -> None:
+    """Attribute priority probe: on each held-out pair combination, which attribute (colour, size,
+    velocity, shape) does the model keep? Per-pair consistency rates and the priority ordering beside the
+    paper's color > size > velocity > shape (JSON + markdown)."""
+    from simlab.world_models.video_diffusion.probes import (
+        format_attribute_probe,
+        run_attribute_probe,
+    )
+
+    rep = run_attribute_probe(model, data, out=out, limit=limit, steps=steps, seed=seed)
+    _print_json(rep) if as_json else typer.echo(format_attribute_probe(rep))
 
 
 # ---- train dreamland ----------------------------------------------------------------------
@@ -593,6 +652,47 @@ def train_video_diffusion_cmd(
     info = train_video_diffusion(cfg, data, out, resume=resume)
     _print_json(info) if as_json else typer.echo(
         f"trained video diffusion ({cfg.backbone}, {info['steps']} steps, loss {info['final_loss']:.4f}): {out}")
+
+
+@train_app.command("video-diffusion-grid")
+def train_video_diffusion_grid_cmd(
+    out: Annotated[Path, out_dir("Grid directory (cells, runs, scaling.json/.md/.png).")],
+    data_sizes: Annotated[str, typer.Option(
+        help="Comma-separated training-set sizes: the scenario's linspace grids 30k | 300k | 3m, or GRID:N "
+             "(the grid's first N videos, e.g. 30k:2000).")] = "30k",
+    model_sizes: Annotated[str, typer.Option(
+        help="Comma-separated model sizes: xs | s | m | l | xl (0.5x / 1x / 2x / 4x / 8x the preset's widths).")]
+    = "s",
+    preset: Annotated[str, typer.Option(help="Video diffusion preset of every cell: cpu-small | gpu-s | gpu-b | "
+                                             "debug")] = "cpu-small",
+    steps: Annotated[int | None, count_opt("Training steps per cell (default: the preset's).", 1, 10**9)] = None,
+    scenario: Annotated[str, typer.Option(help="uniform | parabola | collision | oblique")] = "uniform",
+    id_split: Annotated[str, typer.Option(help="In-distribution evaluation split.")] = "id",
+    ood_split: Annotated[str, typer.Option(help="Out-of-distribution evaluation split.")] = "ood_v",
+    eval_videos: Annotated[int, count_opt("Videos scored per evaluation split.", 1, 10**6)] = 256,
+    eval_seed: Annotated[int, seed_opt("Seed of the evaluation datasets.")] = 1,
+    data_root: Annotated[Path | None, out_dir("Where datasets are found or collected (default: OUT/data).",
+                                              name="--data-root")] = None,
+    resume: Annotated[bool, typer.Option(help="Continue the grid in OUT: finished cells are skipped, a killed "
+                                              "training run continues.")] = False,
+    overrides: OverridesArg = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Scaling grid: for every (data size, model size) collect the training set if missing (states only),
+    train, evaluate ID and OOD; writes a table and a plot of velocity error vs data size (ID solid, OOD dashed)."""
+    from simlab.world_models.video_diffusion.scaling import (
+        ScalingGridConfig,
+        format_summary,
+        run_grid,
+    )
+
+    grid = ScalingGridConfig(data_sizes=comma_list(data_sizes, "--data-sizes"),
+                             model_sizes=comma_list(model_sizes, "--model-sizes"), preset=preset,
+                             overrides=list(overrides or []), steps=steps, scenario=scenario, id_split=id_split,
+                             ood_split=ood_split, eval_videos=eval_videos, eval_seed=eval_seed,
+                             data_root=str(data_root) if data_root is not None else None)
+    rep = run_grid(grid, out, resume=resume)
+    _print_json(rep) if as_json else typer.echo(format_summary(rep))
 
 
 # ---- eval transfer -------------------------------------------------------------------------
