@@ -4,16 +4,20 @@ What is timed
 -------------
 :class:`simlab.world_models.video_diffusion.model.VideoDiffusionModel` with
 the sizes of the ``cpu-small`` preset (UNet2DModel (32, 64, 128) with
-attention at the lowest level; DiT 6 layers x 4 heads x 32, patch 4), 32
+attention at the lowest level; DiT 6 layers x 4 heads x 32, patch 4; the
+spatio-temporal transformers at the same ``dit_*`` sizes: Latte 6 spatial +
+6 temporal blocks, CogVideoX 6 blocks of full 3D attention, patch 4), 32
 frames, 3 condition frames, at 32 and 64 px:
 
 - *train*: one optimizer step = :func:`diffusion_loss` (prediction loss over the 29
   generated frames) forward + backward + AdamW, batch ``--batch`` videos,
   frames rendered from a states-only collision2d dataset outside the timer.
   Reported as training samples (videos) per second.
-- *generate*: :func:`generate` of ``--batch`` videos with ``--steps`` DDIM
-  steps; reported as generated frames (29 per video) per second and seconds
-  per DDIM step.
+- *generate*: :func:`generate` of ``--batch`` videos with ``--steps`` steps
+  of each sampler of ``--samplers`` (``ddim``, ``euler``); reported as
+  generated frames (29 per video) per second and seconds per step. The
+  row's ``generated_frames_per_s`` is the first sampler's (DDIM by default);
+  ``samplers[name]`` holds each one's figures.
 
 Each figure is the median over ``--repeats`` timed runs after one untimed
 warm-up, wall clock and CPU time (``process_time``) side by side: on a
@@ -26,6 +30,7 @@ Usage::
 
     python benchmarks/video_diffusion_speed.py
     python benchmarks/video_diffusion_speed.py --resolutions 32 --repeats 5 --json
+    python benchmarks/video_diffusion_speed.py --backbones latte,cogvideox --samplers euler
 """
 
 from __future__ import annotations
@@ -61,7 +66,7 @@ def _timed(fn, repeats: int) -> tuple[float, float]:
 
 
 def bench_one(backbone: str, resolution: int, batch: int, steps: int, repeats: int, device: str,
-              data_root: Path) -> dict:
+              data_root: Path, samplers: tuple[str, ...] = ("ddim",)) -> dict:
     """Train and generation throughput of one (backbone, resolution)."""
     import torch
 
@@ -102,26 +107,35 @@ def bench_one(backbone: str, resolution: int, batch: int, steps: int, repeats: i
     model.eval()
     frames = stream.batch(1)
 
-    def sample() -> None:
-        generate(model, frames, steps, seed=0)
-        sync()
-
-    gw, gc = _timed(sample, repeats)
     gen_frames = batch * (cfg.num_frames - cfg.cond_frames)
+    per_sampler = {}
+    for kind in samplers:
+        def sample(kind: str = kind) -> None:
+            generate(model, frames, steps, seed=0, sampler_kind=kind)
+            sync()
+
+        gw, gc = _timed(sample, repeats)
+        per_sampler[kind] = {"generate_s": gw, "generate_cpu_s": gc, "generated_frames_per_s": gen_frames / gw,
+                             "generated_frames_per_cpu_s": gen_frames / gc, "step_s": gw / steps}
+    first = per_sampler[samplers[0]]
     return {"backbone": backbone, "resolution": resolution, "batch": batch, "ddim_steps": steps,
+            "sample_steps": steps, "sampler": samplers[0],
             "parameters": sum(p.numel() for p in model.parameters()),
             "train_step_s": tw, "train_step_cpu_s": tc, "train_samples_per_s": batch / tw,
             "train_samples_per_cpu_s": batch / tc,
-            "generate_s": gw, "generate_cpu_s": gc, "generated_frames_per_s": gen_frames / gw,
-            "generated_frames_per_cpu_s": gen_frames / gc, "ddim_step_s": gw / steps}
+            "generate_s": first["generate_s"], "generate_cpu_s": first["generate_cpu_s"],
+            "generated_frames_per_s": first["generated_frames_per_s"],
+            "generated_frames_per_cpu_s": first["generated_frames_per_cpu_s"], "ddim_step_s": first["step_s"],
+            "samplers": per_sampler}
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--backbones", default="unet,dit")
+    ap.add_argument("--backbones", default="unet,dit,latte,cogvideox")
+    ap.add_argument("--samplers", default="ddim,euler", help="samplers timed when generating (first = headline)")
     ap.add_argument("--resolutions", default="32,64")
     ap.add_argument("--batch", type=int, default=16)
-    ap.add_argument("--steps", type=int, default=20, help="DDIM steps when generating")
+    ap.add_argument("--steps", type=int, default=20, help="sampler steps when generating")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     ap.add_argument("--json", action="store_true", help="print one JSON object")
@@ -135,18 +149,21 @@ def main() -> None:
     torch.set_num_threads(1) if args.device == "cpu" else None
     import diffusers
 
+    samplers = tuple(args.samplers.split(","))
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for res in (int(r) for r in args.resolutions.split(",")):
             for bb in args.backbones.split(","):
-                rows.append(bench_one(bb, res, args.batch, args.steps, args.repeats, args.device, Path(tmp)))
+                rows.append(bench_one(bb, res, args.batch, args.steps, args.repeats, args.device, Path(tmp),
+                                      samplers))
                 if not args.json:
                     r = rows[-1]
-                    print(f"{bb:>5} {res:>3}px  params {r['parameters'] / 1e6:5.2f}M  train "
+                    gen = "  ".join(f"{k} {g['generated_frames_per_s']:8.1f} frames/s (cpu-time "
+                                    f"{g['generated_frames_per_cpu_s']:8.1f}), {g['step_s']:.3f} s/step"
+                                    for k, g in r["samplers"].items())
+                    print(f"{bb:>9} {res:>3}px  params {r['parameters'] / 1e6:5.2f}M  train "
                           f"{r['train_samples_per_s']:7.2f} samples/s (cpu-time {r['train_samples_per_cpu_s']:7.2f})"
-                          f"  generate {r['generated_frames_per_s']:8.1f} frames/s "
-                          f"(cpu-time {r['generated_frames_per_cpu_s']:8.1f}), {r['ddim_step_s']:.3f} s/DDIM step",
-                          flush=True)
+                          f"  generate {gen}", flush=True)
     info = machine_info(pinned, torch=torch.__version__, diffusers=diffusers.__version__,
                         threads=torch.get_num_threads(), device=args.device,
                         omp_wait_policy=os.environ.get("OMP_WAIT_POLICY"))

@@ -61,7 +61,7 @@ def test_config_presets_and_errors() -> None:
     cfg = video_diffusion_config(["cpu-small"], ["backbone=dit", "lr=0.0003"])
     assert cfg.backbone == "dit" and cfg.lr == 0.0003 and cfg.resolution == 32
     assert cfg.prediction_type == "sample" and video_diffusion_config().prediction_type == "v_prediction"
-    for bad in (["backbone=latte"], ["nope=1"], ["cond_frames=32"], ["lr_schedule=linear"],
+    for bad in (["backbone=unet3d"], ["nope=1"], ["cond_frames=32"], ["lr_schedule=linear"],
                 ["prediction_type=epsilon"]):
         with pytest.raises(ConfigError):
             video_diffusion_config(["cpu-small"], bad)
@@ -276,7 +276,7 @@ def test_bad_input_is_one_line_exit_2(trained: Path, data16: dict[str, Path], tm
     _one_line_error(["train", "video-diffusion", "--data", tr, "--preset", "debug", "--out", str(tmp_path / "y"),
                      "num_frames=16"], capsys, "32 frames per video")
     _one_line_error(["train", "video-diffusion", "--data", tr, "--preset", "debug", "--out", str(tmp_path / "z"),
-                     "backbone=latte"], capsys, "unknown backbone")
+                     "backbone=unet3d"], capsys, "unknown backbone")
     _one_line_error(["train", "video-diffusion", "--data", tr, "--preset", "gpu-xl"], capsys, "unknown preset")
     _one_line_error(["eval", "physics", "--model", str(trained), "--data", str(data16["d32"])], capsys,
                     "32px frames, but the model works at 16px")
@@ -325,9 +325,9 @@ def test_train_stream_is_a_pure_function_of_seed_step_rank(data16: dict[str, Pat
 
 def test_speed_benchmark_runs(tmp_path: Path) -> None:
     script = Path(__file__).resolve().parents[1] / "benchmarks" / "video_diffusion_speed.py"
-    proc = subprocess.run([sys.executable, str(script), "--resolutions", "16", "--batch", "2", "--steps", "2",
-                           "--repeats", "1", "--json"], capture_output=True, text=True, timeout=300,
-                          check=False)
+    proc = subprocess.run([sys.executable, str(script), "--backbones", "unet,dit", "--samplers", "ddim",
+                           "--resolutions", "16", "--batch", "2", "--steps", "2", "--repeats", "1", "--json"],
+                          capture_output=True, text=True, timeout=300, check=False)
     assert proc.returncode == 0, proc.stderr[-2000:]
     res = json.loads(proc.stdout)
     assert [(r["backbone"], r["resolution"]) for r in res["rows"]] == [("unet", 16), ("dit", 16)]

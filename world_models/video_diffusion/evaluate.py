@@ -60,14 +60,14 @@ def evaluate_model(model_path: str | Path, data: str | Path, limit: int = 0, ste
                    batch: int = 32, seed: int = 0, video: str | Path | None = None,
                    verify: bool = False, progress: bool | None = None,
                    on_batch: Callable[[dict[str, np.ndarray], dict[str, np.ndarray]], None] | None = None,
-                   ) -> dict[str, Any]:
+                   sampler: str | None = None) -> dict[str, Any]:
     """Generate from a dataset's condition frames and score model and references.
 
     Args:
         model_path: a run directory or a saved model directory.
         data: a collision2d dataset (resolution and frame count must match the model).
         limit: score the first ``limit`` videos (0 = all).
-        steps: DDIM steps (default: the run's ``sample_steps``, else 20).
+        steps: sampler steps (default: the run's ``sample_steps``, else 20).
         batch: videos generated together.
         seed: noise seed (batch ``i`` uses ``seed + first index``).
         video: optional mp4: ground truth | model | error of the 4 worst videos.
@@ -75,6 +75,10 @@ def evaluate_model(model_path: str | Path, data: str | Path, limit: int = 0, ste
             ``param_*``, ``frames``) and ``{predictor: (B, T, H, W, 3) uint8}`` (the probes of
             :mod:`.probes` score them their own way). Attribute-scene datasets are accepted only
             with it: they are not velocity-scored here, and only the header fields are returned.
+        sampler: ``ddim`` or ``euler`` (default: the run's ``sampler``, else ddim).
+
+    A model trained in a frame VAE's latent space is sampled there and decoded by the VAE copy saved
+    next to its weights (``model/vae``).
 
     Returns:
         A JSON-ready dict; ``predictors[name]`` holds ``velocity_error``,
@@ -97,12 +101,24 @@ def evaluate_model(model_path: str | Path, data: str | Path, limit: int = 0, ste
         raise ConfigError(f"--limit must be >= 0, got {limit}")
     if batch < 1:
         raise ConfigError(f"batch must be >= 1, got {batch}")
+    from simlab.world_models.video_diffusion.diffusion import SAMPLERS
+
     model = load_model(model_path)
     ddpm = load_scheduler(model_path)
+    vae = None
+    if model.latent:
+        from simlab.world_models.video_diffusion.latent import load_frame_vae
+
+        mp = Path(model_path)
+        vae = load_frame_vae((mp / "model" if (mp / "model" / "config.json").exists() else mp) / "vae")
     if steps is None:
         steps = _run_sample_steps(Path(model_path))
+    if sampler is None:
+        sampler = _run_sampler(Path(model_path))
     if steps < 1:
         raise ConfigError(f"--steps must be >= 1, got {steps}")
+    if sampler not in SAMPLERS:
+        raise ConfigError(f"unknown sampler {sampler!r}; choose one of {', '.join(SAMPLERS)}")
     ds = VideoDataset(data, verify=verify)
     if ds.attributes and on_batch is None:
         raise ConfigError(f"{data}: attribute scenes have no velocity law to score; use a physics scenario")
@@ -119,7 +135,8 @@ def evaluate_model(model_path: str | Path, data: str | Path, limit: int = 0, ste
             gt = st["frames"]
             t0 = time.perf_counter()
             with torch.inference_mode():
-                gen = generate(model, gt[:, :c], steps, seed=seed + lo, scheduler=ddpm)
+                gen = generate(model, gt[:, :c], steps, seed=seed + lo, scheduler=ddpm, sampler_kind=sampler,
+                               vae=vae)
             t_gen += time.perf_counter() - t0
             preds = {"model": gen, "ground_truth": gt, "repeat_last": repeat_last(gt, c)}
             if not ds.attributes:
@@ -140,7 +157,8 @@ def evaluate_model(model_path: str | Path, data: str | Path, limit: int = 0, ste
     if ds.attributes:
         return {"model": str(model_path), "data": str(data), "scenario": ds.config.scenario,
                 "split": ds.config.split, "resolution": ds.config.resolution, "videos": n, "cond_frames": c,
-                "sample_steps": steps, "backbone": model.config.backbone,
+                "sample_steps": steps, "sampler": sampler, "latent": bool(model.latent),
+                "backbone": model.config.backbone,
                 "generated_frames_per_s": n * (model.config.num_frames - c) / max(t_gen, 1e-9)}
     res = {p: {k: np.concatenate(v) for k, v in d.items()} for p, d in parts.items()}
     predictors = {p: {"velocity_error": mean_ci(r["velocity_error"]),
@@ -153,7 +171,7 @@ def evaluate_model(model_path: str | Path, data: str | Path, limit: int = 0, ste
     out: dict[str, Any] = {
         "model": str(model_path), "data": str(data), "scenario": ds.config.scenario, "split": ds.config.split,
         "resolution": ds.config.resolution, "videos": n, "cond_frames": c, "sample_steps": steps,
-        "backbone": model.config.backbone, "units": "world units / s (world 10 x 10, frame dt 0.1 s)",
+        "sampler": sampler, "latent": bool(model.latent), "backbone": model.config.backbone, "units": "world units / s (world 10 x 10, frame dt 0.1 s)",
         "predictors": predictors,
         "ratio_to_repeat_last": m / predictors["repeat_last"]["velocity_error"]["mean"],
         "ratio_to_constant_velocity": m / predictors["constant_velocity"]["velocity_error"]["mean"],
@@ -180,10 +198,20 @@ def _run_sample_steps(path: Path) -> int:
     return 20
 
 
+def _run_sampler(path: Path) -> str:
+    """``sampler`` of the run's config.yaml, or ``ddim`` for a bare saved model."""
+    if (path / "config.yaml").exists():
+        from simlab.config import load_yaml
+        from simlab.world_models.video_diffusion.config import VideoDiffusionConfig
+
+        return load_yaml(VideoDiffusionConfig, path / "config.yaml").sampler
+    return "ddim"
+
+
 def format_report(out: dict[str, Any]) -> str:
     """A small text table of :func:`evaluate_model`'s result."""
     lines = [(f"{out['scenario']}/{out['split']} @ {out['resolution']}px, {out['videos']} videos, "
-              f"{out['backbone']} model, {out['sample_steps']} DDIM steps; velocity error in {out['units']}"),
+              f"{out['backbone']} model, {out['sample_steps']} {out.get('sampler', 'ddim').upper()} steps; velocity error in {out['units']}"),
              (f"  {'predictor':<18} {'mean':>8} {'95% CI':>8} {'median':>8} {'missing':>8}  "
               f"{'robust parser':>13} {'95% CI':>8}")]
     for name, s in out["predictors"].items():

@@ -16,6 +16,7 @@ The run directory (:class:`simlab.runs.RunDir`)::
                                      last; checked before --resume lets accelerate unpickle anything)
     RUN/model/                       EMA weights: config.json + diffusion_pytorch_model.safetensors
                                      + scheduler_config.json (what ``simlab eval physics --model`` loads)
+                                     + vae/ (a copy of the frozen frame VAE, with ``latent_vae`` only)
                                      + files.sha256.json (their digest record)
     RUN/videos/samples_step*.mp4     ground truth | prediction | error of fixed training videos
     RUN/plots/samples_step*.png      the same, a few frames side by side
@@ -47,7 +48,10 @@ from simlab.errors import CheckpointError, ConfigError, SimlabError
 from simlab.integrity import verify_dir_digests, write_dir_digests
 from simlab.runs import RunDir
 from simlab.world_models.video_diffusion.conditioning import to_model_space
-from simlab.world_models.video_diffusion.config import VideoDiffusionConfig
+from simlab.world_models.video_diffusion.config import (
+    VideoDiffusionConfig,
+    check_backbone_resolution,
+)
 from simlab.world_models.video_diffusion.data import TrainStream, check_compatible
 from simlab.world_models.video_diffusion.diffusion import diffusion_loss, train_scheduler
 from simlab.world_models.video_diffusion.model import VideoDiffusionModel, model_kwargs
@@ -131,15 +135,16 @@ def _param_checksum(model: torch.nn.Module) -> torch.Tensor:
 
 
 def write_sample_grid(model: VideoDiffusionModel, ddpm, frames: np.ndarray, steps: int, seed: int,
-                      mp4: Path, png: Path) -> None:
-    """Generate from the condition frames of ``frames`` ``(N, T, H, W, 3)`` and write
-    ground truth | prediction | error as an mp4 (all frames) and a png (a few frames)."""
+                      mp4: Path, png: Path, sampler_kind: str = "ddim", vae=None) -> None:
+    """Generate from the condition frames of ``frames`` ``(N, T, H, W, 3)`` (with sampler ``sampler_kind``,
+    through the frame VAE ``vae`` for a latent model) and write ground truth | prediction | error as an
+    mp4 (all frames) and a png (a few frames)."""
     from PIL import Image
 
     from simlab.video import grid, side_by_side, write_mp4
     from simlab.world_models.video_diffusion.sampling import generate
 
-    pred = generate(model, frames, steps, seed=seed, scheduler=ddpm)
+    pred = generate(model, frames, steps, seed=seed, scheduler=ddpm, sampler_kind=sampler_kind, vae=vae)
     rows = grid(np.stack([side_by_side(g, p) for g, p in zip(frames, pred)]), ncols=1)  # (T, H', W', 3)
     write_mp4(mp4, rows, fps=5)
     t = rows.shape[0]
@@ -187,8 +192,16 @@ def train_video_diffusion(cfg: VideoDiffusionConfig, data: str | Path, out: str 
         _recover_checkpoint(run.checkpoint("latest"))
     acc.wait_for_everyone()
 
+    vae, latent_kw = None, {}
+    if cfg.latent_vae:  # frozen frame VAE: diffuse its scaled latents (latent.py)
+        from simlab.world_models.video_diffusion.latent import latent_geometry, load_frame_vae
+
+        vae = load_frame_vae(cfg.latent_vae).to(acc.device)
+        ch, factor = latent_geometry(vae, cfg.resolution)
+        check_backbone_resolution(cfg, cfg.resolution // factor, "latent side")
+        latent_kw = {"channels": ch, "latent_factor": factor}
     torch.manual_seed(cfg.seed)
-    model = VideoDiffusionModel(**model_kwargs(cfg))
+    model = VideoDiffusionModel(**model_kwargs(cfg, **latent_kw))
     ema = EMAModel(model.parameters(), decay=cfg.ema_decay, use_ema_warmup=True,
                    model_cls=VideoDiffusionModel, model_config=model.config)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -229,6 +242,8 @@ def train_video_diffusion(cfg: VideoDiffusionConfig, data: str | Path, out: str 
                 shutil.rmtree(mtmp)
             net.save_pretrained(mtmp)
             ddpm.save_pretrained(mtmp)
+            if vae is not None:
+                vae.save_pretrained(mtmp / "vae")
             write_dir_digests(mtmp)
             ema.restore(net.parameters())
             _replace_dir(mtmp, out / "model")
@@ -244,7 +259,7 @@ def train_video_diffusion(cfg: VideoDiffusionConfig, data: str | Path, out: str 
             frames = stream.frames(np.arange(min(cfg.sample_videos, len(ds))))
             write_sample_grid(net, ddpm, frames, cfg.sample_steps, cfg.seed,
                               run.path / "videos" / f"samples_step{step:06d}.mp4",
-                              run.path / "plots" / f"samples_step{step:06d}.png")
+                              run.path / "plots" / f"samples_step{step:06d}.png", cfg.sampler, vae)
             net.train()
             ema.restore(net.parameters())
         acc.wait_for_everyone()
@@ -262,6 +277,10 @@ def train_video_diffusion(cfg: VideoDiffusionConfig, data: str | Path, out: str 
         for g in opt.param_groups:
             g["lr"] = lr
         video = to_model_space(stream.batch(step, rank)).to(acc.device)
+        if vae is not None:
+            from simlab.world_models.video_diffusion.latent import encode_frames
+
+            video = encode_frames(vae, video)  # (B, T, C, H/f, W/f) scaled latents, no gradient
         with acc.autocast():
             loss = diffusion_loss(model, ddpm, video, cfg.cond_frames, step_generator(cfg.seed, step, rank))
         mean_loss = float(acc.reduce(loss.detach().reshape(1), reduction="mean").item())
