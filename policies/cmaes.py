@@ -23,7 +23,8 @@ With a :class:`RunDir` the trainer writes::
     RUN/checkpoints/cmaes/state.json   generation, every generation's fitness values (JSON),
                                        digests of the candidates, best so far (written last)
     RUN/checkpoints/cmaes/es.safetensors     the CMA mean and sigma (a consistency check)
-    RUN/checkpoints/cmaes/controller/  the best controller so far (config.json + model.safetensors)
+    RUN/checkpoints/cmaes/controller/  the best controller so far (config.json +
+                                       diffusion_pytorch_model.safetensors)
     RUN/controller/                    the final controller
     RUN/stages/cmaes.json              completion record
 
@@ -67,13 +68,14 @@ from gymnasium import spaces
 
 from simlab.actions import action_space_from_json, action_space_to_json, check_box
 from simlab.config import to_dict
-from simlab.data import atomic_dir, atomic_path, recover_dir, sha256_file
+from simlab.data import atomic_dir, atomic_path, recover_dir
 from simlab.errors import CheckpointError, ConfigError
 from simlab.integrity import read_sealed_json, write_sealed_json
+from simlab.world_models.base import CONFIG_NAME, WEIGHTS_NAME, load_model_dir, save_model_dir  # noqa: F401 (WEIGHTS_NAME: re-exported)
 
 FORMAT_VERSION = 1
-CONFIG_NAME = "config.json"
-WEIGHTS_NAME = "model.safetensors"
+"""Version of the training checkpoint's ``state.json`` (a saved controller has the layout of
+:mod:`simlab.world_models.base`, version :data:`simlab.world_models.base.FORMAT_VERSION`)."""
 STATE = "state.json"
 ES_TENSORS = "es.safetensors"
 CHECKPOINT = "cmaes"
@@ -127,70 +129,43 @@ def scores_to_actions(y: np.ndarray, actions: list[int] | spaces.Box) -> np.ndar
 
 
 # ---- saved-tensor directories (shared by the controller and the dream PPO actor) ---------------
+# One format for every saved model in simlab: these two functions are thin views of
+# :func:`simlab.world_models.base.save_model_dir` / :func:`~simlab.world_models.base.load_model_dir`
+# (diffusers' layout; format version 1 directories still load).
 def save_tensor_dir(path: str | Path, cls_name: str, network: dict[str, Any],
                     tensors: dict[str, torch.Tensor], observation_space: dict[str, Any],
                     action_space: dict[str, Any], meta: dict[str, Any] | None = None) -> Path:
-    """Write ``path/model.safetensors`` then ``path/config.json`` (both atomic; config last).
+    """Write ``path/diffusion_pytorch_model.safetensors`` then ``path/config.json`` (both atomic; config last).
 
-    ``config.json`` has simlab's saved-policy layout: ``format_version``, ``class``,
-    ``simlab_version``, ``observation_space``, ``action_space``, ``network`` (constructor
-    arguments), ``weights_sha256`` and free ``meta`` (must be JSON-serialisable).
+    ``config.json`` is simlab's saved-model layout (:mod:`simlab.world_models.base`): the
+    ``network`` constructor arguments as public keys; ``_class_name``, ``_observation_space``,
+    ``_action_space``, ``_meta`` (free metadata, JSON-serialisable), the weights' SHA-256 and a
+    seal as private keys.
     """
-    from safetensors.torch import save_file
-
-    import simlab
-
-    meta = dict(meta or {})
-    try:
-        json.dumps(meta)
-        json.dumps(network)
-    except TypeError as e:
-        raise ConfigError(f"{cls_name}: metadata must be JSON-serialisable ({e})") from None
-    path = Path(path)
-    path.mkdir(parents=True, exist_ok=True)
-    state = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
-    with atomic_path(path / WEIGHTS_NAME) as tmp:
-        save_file(state, str(tmp), metadata={"format": "pt", "class": cls_name})
-    write_sealed_json(path / CONFIG_NAME, {
-        "format_version": FORMAT_VERSION,
-        "class": cls_name,
-        "simlab_version": simlab.__version__,
-        "observation_space": observation_space,
-        "action_space": action_space,
-        "network": network,
-        "weights_sha256": sha256_file(path / WEIGHTS_NAME),
-        "meta": meta,
-    })
-    return path
+    return save_model_dir(path, cls_name, dict(network), tensors,
+                          extra={"observation_space": observation_space, "action_space": action_space,
+                                 "meta": dict(meta or {})})
 
 
 def load_tensor_dir(path: str | Path, classes: Sequence[str]) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
-    """Read a directory written by :func:`save_tensor_dir`: ``(config doc, tensors)``.
+    """Read a directory written by :func:`save_tensor_dir` (or in format version 1): ``(doc, tensors)``.
+
+    ``doc`` has ``class``, ``format_version`` (1 or 2), ``simlab_version``, ``network`` (the
+    constructor arguments), ``observation_space``, ``action_space``, ``meta`` and
+    ``weights_file`` (the weights' file name), whichever version is on disk.
 
     Raises:
         CheckpointError: (one line naming the file) missing directory/config/weights,
             invalid JSON, a newer format, a class not in ``classes``, a checksum mismatch
             or an unreadable safetensors file.
     """
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
-    from simlab.policies.saved import read_model_config
-
-    path = Path(path)
-    w_path = path / WEIGHTS_NAME
-    doc = read_model_config(path, classes, "saved-model")
-    if not w_path.exists():
-        raise CheckpointError(f"{w_path}: missing weights file")
-    digest = doc.get("weights_sha256")
-    if digest is not None and sha256_file(w_path) != digest:
-        raise CheckpointError(f"{w_path}: checksum differs from {CONFIG_NAME} (corrupt or truncated)")
-    try:
-        tensors = load_file(str(w_path))
-    except (SafetensorError, OSError, ValueError, RuntimeError) as e:
-        msg = str(e).splitlines()[0] if str(e) else type(e).__name__
-        raise CheckpointError(f"{w_path}: not a readable safetensors file ({msg})") from None
-    return doc, tensors
+    saved = load_model_dir(path, classes, "saved-model")
+    doc = {"class": saved.class_name, "format_version": saved.format_version,
+           "simlab_version": saved.simlab_version, "network": saved.fields,
+           "observation_space": saved.extra.get("observation_space"),
+           "action_space": saved.extra.get("action_space"), "meta": saved.extra.get("meta") or {},
+           "weights_file": saved.weights_path.name}
+    return doc, saved.tensors
 
 
 # ---- the controller ------------------------------------------------------------------------------
@@ -280,7 +255,7 @@ class LinearController:
         return scores_to_actions(self.logits(obs), self.actions)
 
     def save(self, path: str | Path, meta: dict[str, Any] | None = None) -> Path:
-        """Write ``path/config.json`` + ``path/model.safetensors`` (W, b as float32).
+        """Write ``path/diffusion_pytorch_model.safetensors`` (W, b as float32) + ``path/config.json``.
 
         ``network`` is ``{"in_dim", "actions": [ids]}`` or, continuous, ``{"in_dim", "action_space":
         {"type": "Box", "low", "high", ...}}``; ``action_space`` holds the same Box or the Discrete ids.
@@ -301,7 +276,8 @@ class LinearController:
 
     @classmethod
     def load(cls, path: str | Path) -> LinearController:
-        """Load a saved controller (discrete or continuous); CheckpointError naming the file when anything is off."""
+        """Load a saved controller (discrete or continuous; format 2 or 1); CheckpointError naming the
+        file when anything is off."""
         path = Path(path)
         doc, t = load_tensor_dir(path, (cls.CLASS,))
         net = doc["network"]
@@ -314,7 +290,7 @@ class LinearController:
         want = {"W": (ctrl.in_dim, ctrl.n_outputs), "b": (ctrl.n_outputs,)}
         got = {k: tuple(v.shape) for k, v in t.items()}
         if got != want:
-            raise CheckpointError(f"{path / WEIGHTS_NAME}: weights {got} do not match the controller in "
+            raise CheckpointError(f"{path / doc['weights_file']}: weights {got} do not match the controller in "
                                   f"{CONFIG_NAME} (expected {want})")
         ctrl.W = t["W"].to(torch.float32).numpy().copy()
         ctrl.b = t["b"].to(torch.float32).numpy().copy()

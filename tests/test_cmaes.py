@@ -23,6 +23,7 @@ from simlab.policies.cmaes import (
     train_cmaes,
 )
 from simlab.runs import RunDir
+from simlab.world_models.base import WEIGHTS_NAME, seal_config
 
 IN_DIM, N_ACTIONS, HORIZON = 4, 3, 10
 W_STAR = np.array([[2.0, -1.0, 0.0], [0.0, 1.5, -1.0], [-1.0, 0.0, 1.0], [0.5, 0.5, -2.0]], np.float32)
@@ -140,23 +141,29 @@ def test_controller_params_act_save_load(tmp_path: Path) -> None:
     np.testing.assert_array_equal(d.get_params(), c.get_params())
     np.testing.assert_array_equal(d.act(obs), c.act(obs))
     doc = json.loads((tmp_path / "ctrl" / "config.json").read_text())
-    assert doc["class"] == "LinearController" and doc["network"] == {"in_dim": IN_DIM, "actions": [5, 7, 9]}
+    assert doc["_class_name"] == "LinearController" and doc["_simlab_format_version"] == 2
+    assert {k: v for k, v in doc.items() if not k.startswith("_")} == {"in_dim": IN_DIM, "actions": [5, 7, 9]}
+    assert doc["_meta"] == {"note": "x"} and doc["_action_space"]["actions"] == [5, 7, 9]
+    assert sorted(p.name for p in (tmp_path / "ctrl").iterdir()) == ["config.json", WEIGHTS_NAME]
 
 
 def test_controller_load_errors(tmp_path: Path) -> None:
     with pytest.raises(CheckpointError, match="no such"):
         LinearController.load(tmp_path / "nothing")
     LinearController(IN_DIM, [0, 1, 2], np.ones(15)).save(tmp_path / "c")
-    w = tmp_path / "c" / "model.safetensors"
+    w = tmp_path / "c" / WEIGHTS_NAME
     blob = w.read_bytes()
     w.write_bytes(blob[: len(blob) // 2])
-    with pytest.raises(CheckpointError, match="model.safetensors"):
+    with pytest.raises(CheckpointError, match=WEIGHTS_NAME):
         LinearController.load(tmp_path / "c")
     w.write_bytes(blob)
     cfgp = tmp_path / "c" / "config.json"
     doc = json.loads(cfgp.read_text())
-    cfgp.write_text(json.dumps(seal({**doc, "weights_sha256": None, "network": {"in_dim": 5, "actions": [0, 1, 2]}})))
+    cfgp.write_text(json.dumps(seal_config({**doc, "in_dim": 5})))
     with pytest.raises(CheckpointError, match="do not match"):
+        LinearController.load(tmp_path / "c")
+    cfgp.write_text(json.dumps({**doc, "in_dim": 5}))
+    with pytest.raises(CheckpointError, match="checksum mismatch"):
         LinearController.load(tmp_path / "c")
     cfgp.write_text("{not json")
     with pytest.raises(CheckpointError, match="config.json"):

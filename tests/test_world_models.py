@@ -1,4 +1,4 @@
-"""Dropout world model: PretrainedMixin, ConvVAE, MDN-RNN (masks, MDN loss, sampling), training, container."""
+"""Dropout world model: saving (diffusers layout), ConvVAE, MDN-RNN (masks, MDN loss, sampling), training, container."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from simlab.integrity import seal
+from simlab.world_models.base import WEIGHTS_NAME, seal_config
 
 torch = pytest.importorskip("torch")
 pytest.importorskip("safetensors")
@@ -135,9 +135,9 @@ def test_pretrained_round_trip_gives_identical_outputs(tmp_path) -> None:
     vae.save_pretrained(tmp_path / "vae")
     rnn.save_pretrained(tmp_path / "rnn")
     doc = json.loads((tmp_path / "rnn" / "config.json").read_text())
-    assert doc["class"] == "MDNRNN" and doc["simlab_version"] == simlab.__version__
-    assert doc["format_version"] == 1 and doc["config"]["dropout"] == 0.1 and doc["config"]["hidden"] == H
-    assert (tmp_path / "rnn" / "model.safetensors").exists()
+    assert doc["_class_name"] == "MDNRNN" and doc["_simlab_version"] == simlab.__version__
+    assert doc["_simlab_format_version"] == 2 and doc["dropout"] == 0.1 and doc["hidden"] == H
+    assert sorted(p.name for p in (tmp_path / "rnn").iterdir()) == ["config.json", WEIGHTS_NAME]
     vae2 = ConvVAE.from_pretrained(tmp_path / "vae")
     rnn2 = MDNRNN.from_pretrained(tmp_path / "rnn")
     assert rnn2.config == rnn.config and vae2.config == vae.config
@@ -165,36 +165,39 @@ def _one_line_naming(err: pytest.ExceptionInfo, name: str) -> None:
     assert "\n" not in msg and name in msg, msg
 
 
+def _rewrite_config(path, **changes) -> None:
+    """Edit a saved config.json and seal it again (a hand edit simlab's seal would otherwise catch)."""
+    doc = json.loads((path / "config.json").read_text())
+    doc.update(changes)
+    (path / "config.json").write_text(json.dumps(seal_config({k: v for k, v in doc.items() if v is not ...})))
+
+
 def test_truncated_safetensors_is_checkpoint_error(saved_rnn) -> None:
-    w = saved_rnn / "model.safetensors"
+    w = saved_rnn / WEIGHTS_NAME
     w.write_bytes(w.read_bytes()[:100])
     with pytest.raises(CheckpointError) as e:
         MDNRNN.from_pretrained(saved_rnn)
-    _one_line_naming(e, "model.safetensors")
-    # also without the checksum in config.json: the safetensors reader itself fails
-    doc = json.loads((saved_rnn / "config.json").read_text())
-    del doc["weights_sha256"]
-    (saved_rnn / "config.json").write_text(json.dumps(seal(doc)))
-    with pytest.raises(CheckpointError) as e:
+    _one_line_naming(e, WEIGHTS_NAME)
+    # without the checksum in config.json the file is refused as unchecked
+    _rewrite_config(saved_rnn, _weights_sha256=...)
+    with pytest.raises(CheckpointError, match="_weights_sha256") as e:
         MDNRNN.from_pretrained(saved_rnn)
-    _one_line_naming(e, "model.safetensors")
+    _one_line_naming(e, "config.json")
 
 
 def test_corrupt_safetensors_is_checkpoint_error(saved_rnn) -> None:
-    w = saved_rnn / "model.safetensors"
+    w = saved_rnn / WEIGHTS_NAME
     data = bytearray(w.read_bytes())
     data[-5] ^= 0xFF  # one flipped bit in the tensor data: only the checksum can tell
     w.write_bytes(bytes(data))
     with pytest.raises(CheckpointError, match="checksum") as e:
         MDNRNN.from_pretrained(saved_rnn)
-    _one_line_naming(e, "model.safetensors")
-    w.write_bytes(b"\x00" * 64)  # garbage header
-    doc = json.loads((saved_rnn / "config.json").read_text())
-    del doc["weights_sha256"]
-    (saved_rnn / "config.json").write_text(json.dumps(seal(doc)))
-    with pytest.raises(CheckpointError) as e:
+    _one_line_naming(e, WEIGHTS_NAME)
+    w.write_bytes(b"\x00" * 64)  # garbage header, with a checksum that matches it
+    _rewrite_config(saved_rnn, _weights_sha256=__import__("hashlib").sha256(b"\x00" * 64).hexdigest())
+    with pytest.raises(CheckpointError, match="safetensors") as e:
         MDNRNN.from_pretrained(saved_rnn)
-    _one_line_naming(e, "model.safetensors")
+    _one_line_naming(e, WEIGHTS_NAME)
 
 
 def test_missing_and_mismatched_files_are_checkpoint_errors(tmp_path, saved_rnn) -> None:
@@ -208,24 +211,28 @@ def test_missing_and_mismatched_files_are_checkpoint_errors(tmp_path, saved_rnn)
     good = cfg_path.read_text()
     doc = json.loads(good)
     for bad, needle in [
-        ({**doc, "config": {**doc["config"], "hidden": 64}, "weights_sha256": None}, "model.safetensors"),
-        ({**doc, "format_version": 99}, "config.json"),
-        ({**doc, "config": {**doc["config"], "bogus": 1}}, "config.json"),
-        ({**doc, "config": {**doc["config"], "dropout": 2.0}}, "config.json"),
+        ({**doc, "hidden": 64}, WEIGHTS_NAME),               # resealed: the weights do not fit
+        ({**doc, "_simlab_format_version": 99}, "newer"),
+        ({**doc, "bogus": 1}, "bogus"),
+        ({**doc, "dropout": 2.0}, "dropout"),
     ]:
-        cfg_path.write_text(json.dumps(seal(bad)))
-        with pytest.raises(CheckpointError) as e:
+        cfg_path.write_text(json.dumps(seal_config(bad)))
+        with pytest.raises(CheckpointError, match=needle) as e:
             MDNRNN.from_pretrained(saved_rnn)
-        _one_line_naming(e, needle)
+        _one_line_naming(e, needle if needle == WEIGHTS_NAME else "config.json")
+    cfg_path.write_text(json.dumps({**doc, "hidden": 64}))  # an edit without a new seal
+    with pytest.raises(CheckpointError, match="checksum mismatch") as e:
+        MDNRNN.from_pretrained(saved_rnn)
+    _one_line_naming(e, "config.json")
     cfg_path.write_text("{not json")
     with pytest.raises(CheckpointError) as e:
         MDNRNN.from_pretrained(saved_rnn)
     _one_line_naming(e, "config.json")
     cfg_path.write_text(good)
-    (saved_rnn / "model.safetensors").unlink()
+    (saved_rnn / WEIGHTS_NAME).unlink()
     with pytest.raises(CheckpointError) as e:
         MDNRNN.from_pretrained(saved_rnn)
-    _one_line_naming(e, "model.safetensors")
+    _one_line_naming(e, WEIGHTS_NAME)
     cfg_path.unlink()
     with pytest.raises(CheckpointError) as e:
         MDNRNN.from_pretrained(saved_rnn)
@@ -237,9 +244,10 @@ def test_world_model_round_trip(tmp_path) -> None:
     model = DropoutWorldModel(ConvVAE(z_dim=Z), tiny_rnn(), torch.randn(5, Z), n_actions=A,
                               env_id="simlab/Dodge-v0")
     path = model.save_pretrained(tmp_path / "wm")
-    for name in ("vae/config.json", "vae/model.safetensors", "mdnrnn/config.json",
-                 "mdnrnn/model.safetensors", "start_z.safetensors", "world_model.json"):
+    for name in ("vae/config.json", f"vae/{WEIGHTS_NAME}", "mdnrnn/config.json",
+                 f"mdnrnn/{WEIGHTS_NAME}", "start_z.safetensors", "world_model.json"):
         assert (path / name).exists(), name
+    assert json.loads((path / "world_model.json").read_text())["format_version"] == 2
     loaded = DropoutWorldModel.from_pretrained(path)
     assert loaded.env_id == "simlab/Dodge-v0" and loaded.n_actions == A
     assert torch.equal(loaded.start_z, model.start_z)

@@ -33,8 +33,8 @@ from torch import nn
 
 from simlab.errors import ActionError, ConfigError
 from simlab.training import check_loss, check_weights
-from simlab.world_models.base import PretrainedMixin, check_rate, resolve_device
-from simlab.world_models.dropout.vae import _config
+from simlab.world_models.base import check_rate, resolve_device
+from simlab.world_models.modeling import SimlabModelMixin, make_config
 
 LogFn = Callable[[int, dict[str, float]], None]
 
@@ -208,22 +208,31 @@ def sample_mixture(logits: torch.Tensor, mu_logsigma: torch.Tensor, tau: float =
     return torch.addcmul(mean, std, eps)
 
 
-class MDNRNN(PretrainedMixin, nn.Module):
+class MDNRNN(SimlabModelMixin):
     """LSTM (explicit ``nn.LSTMCell`` loop) + MDN, reward and done heads, with Dream Land dropout.
+
+    A diffusers ``ModelMixin`` + ``ConfigMixin`` (:class:`~simlab.world_models.modeling.SimlabModelMixin`):
+    ``save_pretrained(dir)`` writes ``config.json`` (the :class:`MDNRNNConfig` fields) +
+    ``diffusion_pytorch_model.safetensors``; ``MDNRNN.from_pretrained(dir)`` reads it back.
 
     Args:
         config: an :class:`MDNRNNConfig`, or its fields as keyword arguments
             (``MDNRNN(z_dim=8, n_actions=3, hidden=32)``; continuous actions:
-            ``MDNRNN(z_dim=8, action_dim=3, hidden=32)``).
+            ``MDNRNN(z_dim=8, action_dim=3, hidden=32)``; a field left None takes the default).
     """
 
     config_class = MDNRNNConfig
     mdn_loss = staticmethod(mdn_loss)
     sample_next_z = staticmethod(sample_next_z)
 
-    def __init__(self, config: MDNRNNConfig | None = None, **kw: Any) -> None:
+    def __init__(self, config: MDNRNNConfig | None = None, *, z_dim: int | None = None,
+                 n_actions: int | None = None, hidden: int | None = None, mixtures: int | None = None,
+                 dropout: float | None = None, reward_head: bool | None = None, done_head: bool | None = None,
+                 action_dim: int | None = None, **kwargs: Any) -> None:
         super().__init__()
-        self.config: MDNRNNConfig = _config(MDNRNNConfig, config, kw)
+        self._set_config(make_config(MDNRNNConfig, config, {
+            "z_dim": z_dim, "n_actions": n_actions, "hidden": hidden, "mixtures": mixtures, "dropout": dropout,
+            "reward_head": reward_head, "done_head": done_head, "action_dim": action_dim, **kwargs}))
         c = self.config
         self.cell = nn.LSTMCell(c.z_dim + c.action_width, c.hidden)
         self.mdn = nn.Linear(c.hidden, 3 * c.mixtures * c.z_dim)

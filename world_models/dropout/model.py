@@ -6,11 +6,15 @@ Layout of a saved model::
                              ({"type": "Discrete", "n"} or {"type": "Box", "shape", "dtype",
                              "low", "high"}), env_id, z_dim, hidden, number of start latents,
                              sha256 of start_z
-    DIR/vae/                 ConvVAE (config.json + model.safetensors)
-    DIR/mdnrnn/              MDNRNN  (config.json + model.safetensors)
-    DIR/start_z.safetensors  {"start_z": (M, z_dim) float32}
+    DIR/vae/                 ConvVAE (config.json + diffusion_pytorch_model.safetensors)
+    DIR/mdnrnn/              MDNRNN  (config.json + diffusion_pytorch_model.safetensors)
+    DIR/start_z.safetensors  {"start_z": (M, z_dim) float32, "start_h", "start_c": (M, hidden)}
 
 ``world_model.json`` is written last, so its presence means a complete save.
+Its ``format_version`` is 2 (:data:`simlab.world_models.base.FORMAT_VERSION`): the modules
+are diffusers models (:mod:`simlab.world_models.modeling`). Directories of format
+version 1 (modules as ``config.json`` + ``model.safetensors``) still load, and
+``python -m simlab.world_models.convert DIR`` rewrites them in the current layout.
 Files saved before ``action_space`` existed (no such key) load as ``Discrete(n_actions)``.
 """
 
@@ -162,7 +166,7 @@ class DropoutWorldModel(nn.Module):
         return DreamVecEnv(self, num_envs, **kw)
 
     def save_pretrained(self, path: str | Path) -> Path:
-        """Write ``vae/``, ``mdnrnn/``, ``start_z.safetensors`` and (last) ``world_model.json``."""
+        """Write ``vae/``, ``mdnrnn/``, ``start_z.safetensors`` and (last) ``world_model.json``; returns ``path``."""
         import simlab
         from simlab.integrity import write_sealed_json
 
@@ -189,7 +193,7 @@ class DropoutWorldModel(nn.Module):
 
     @classmethod
     def from_pretrained(cls, path: str | Path, device: str | torch.device = "cpu") -> DropoutWorldModel:
-        """Load a saved world model onto ``device``; CheckpointError naming the bad file otherwise."""
+        """Load a saved world model (format 2 or 1) onto ``device``; CheckpointError naming the bad file otherwise."""
         dev = resolve_device(device)
         path = Path(path)
         if not path.is_dir():

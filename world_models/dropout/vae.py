@@ -26,7 +26,8 @@ from torch import nn
 
 from simlab.errors import ConfigError
 from simlab.training import check_loss, check_weights
-from simlab.world_models.base import PretrainedMixin, resolve_device
+from simlab.world_models.base import resolve_device
+from simlab.world_models.modeling import SimlabModelMixin, make_config
 
 LogFn = Callable[[int, dict[str, float]], None]
 """``log(step, metrics)``: called with the gradient-step count and namespaced metrics."""
@@ -74,33 +75,27 @@ class ConvVAEConfig:
         self.fg_weight = float(self.fg_weight)
 
 
-def _config(cls: type, config: Any, kw: dict[str, Any]) -> Any:
-    """A config instance from either ``config`` or its fields as keyword arguments."""
-    if config is not None and kw:
-        raise ConfigError(f"pass either a {cls.__name__} or its fields as keywords, not both")
-    if config is None:
-        try:
-            return cls(**kw)
-        except TypeError as e:
-            raise ConfigError(f"{cls.__name__}: {e}") from None
-    if not isinstance(config, cls):
-        raise ConfigError(f"expected a {cls.__name__}, got {type(config).__name__}")
-    return config
-
-
-class ConvVAE(PretrainedMixin, nn.Module):
+class ConvVAE(SimlabModelMixin):
     """World Models ConvVAE: ``(B, 64, 64, C)`` frames -> ``z`` ``(B, z_dim)`` -> frames.
+
+    A diffusers ``ModelMixin`` + ``ConfigMixin`` (:class:`~simlab.world_models.modeling.SimlabModelMixin`):
+    ``save_pretrained(dir)`` writes ``config.json`` (the :class:`ConvVAEConfig` fields) +
+    ``diffusion_pytorch_model.safetensors``; ``ConvVAE.from_pretrained(dir)`` reads it back.
 
     Args:
         config: a :class:`ConvVAEConfig`, or its fields as keyword arguments
-            (``ConvVAE(z_dim=8)``).
+            (``ConvVAE(z_dim=8)``; a field left None takes the config's default).
     """
 
     config_class = ConvVAEConfig
 
-    def __init__(self, config: ConvVAEConfig | None = None, **kw: Any) -> None:
+    def __init__(self, config: ConvVAEConfig | None = None, *, z_dim: int | None = None,
+                 image_size: int | None = None, channels: int | None = None, kl_tolerance: float | None = None,
+                 width: int | None = None, fg_weight: float | None = None, **kwargs: Any) -> None:
         super().__init__()
-        self.config: ConvVAEConfig = _config(ConvVAEConfig, config, kw)
+        self._set_config(make_config(ConvVAEConfig, config, {
+            "z_dim": z_dim, "image_size": image_size, "channels": channels, "kl_tolerance": kl_tolerance,
+            "width": width, "fg_weight": fg_weight, **kwargs}))
         c, z, w = self.config.channels, self.config.z_dim, self.config.width
         flat = 32 * w  # 8w channels x 2 x 2 (1024 for World Models' width 32)
         self.encoder = nn.Sequential(
