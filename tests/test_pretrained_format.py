@@ -245,3 +245,25 @@ def test_convert_cli_and_untouched_dirs(tmp_path: Path) -> None:
     SavedPolicy.load(tmp_path / "run" / "policy")  # an image policy keeps its own format
     assert (tmp_path / "run" / "policy" / V1_WEIGHTS_NAME).exists()
     assert main([str(tmp_path / "nothing")]) == 2
+
+
+def test_same_files_without_diffusers(tmp_path: Path) -> None:
+    """The main job's quick start has no diffusers: the modules then save and load the same files."""
+    code = ("import sys; sys.modules['diffusers'] = None\n"
+            "import torch\n"
+            "from simlab.world_models.modeling import HAS_DIFFUSERS\n"
+            "from simlab.world_models.dropout import MDNRNN\n"
+            "assert not HAS_DIFFUSERS\n"
+            "torch.manual_seed(3)\n"
+            f"MDNRNN(z_dim=4, n_actions=3, hidden=8).save_pretrained({str(tmp_path / 'plain')!r})\n"
+            f"m = MDNRNN.from_pretrained({str(tmp_path / 'full')!r})\n"
+            "assert m.config.hidden == 8 and m.config.mixtures == 2\n")
+    torch.manual_seed(0)
+    full = MDNRNN(z_dim=4, n_actions=3, hidden=8, mixtures=2)
+    full.save_pretrained(tmp_path / "full")
+    r = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr[-2000:]
+    torch.manual_seed(3)
+    same_state(MDNRNN.from_pretrained(tmp_path / "plain"), MDNRNN(z_dim=4, n_actions=3, hidden=8))
+    doc = json.loads((tmp_path / "plain" / "config.json").read_text())
+    assert "_diffusers_version" not in doc and doc["_class_name"] == "MDNRNN"

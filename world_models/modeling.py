@@ -23,7 +23,12 @@ A subclass:
   ``self._internal_dict``).
 
 Importing this module imports diffusers' model base (about 2 s on a 2-core CPU, mostly
-``torch._dynamo``); ``import simlab`` does not import it.
+``torch._dynamo``); ``import simlab`` does not import it. diffusers is the ``diffusion`` extra;
+the dropout world model is part of the main job, whose quick start installs only the ``torch``
+extra. Without diffusers the same class is built on a small stand-in (``nn.Module`` plus
+``register_to_config`` keeping the fields): saving and loading are simlab's own in both cases,
+so the files, the weights and every number are identical; only ``isinstance(m, ModelMixin)``
+and diffusers' own loader need diffusers (:data:`HAS_DIFFUSERS`).
 """
 
 from __future__ import annotations
@@ -33,8 +38,6 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
-from diffusers.configuration_utils import ConfigMixin
-from diffusers.models.modeling_utils import ModelMixin
 from typing_extensions import Self
 
 from simlab.errors import CheckpointError, ConfigError
@@ -45,6 +48,26 @@ from simlab.world_models.base import (
     resolve_device,
     save_model_dir,
 )
+
+try:
+    from diffusers.configuration_utils import ConfigMixin
+    from diffusers.models.modeling_utils import ModelMixin
+
+    HAS_DIFFUSERS = True
+    """True when the base classes are diffusers' own."""
+except ImportError:  # the `torch` extra alone: the same files through a plain torch base
+    HAS_DIFFUSERS = False
+
+    class ModelMixin(torch.nn.Module):  # type: ignore[no-redef]
+        """Stand-in for diffusers' ``ModelMixin`` when diffusers is not installed."""
+
+    class ConfigMixin:  # type: ignore[no-redef]
+        """Stand-in for diffusers' ``ConfigMixin``: ``register_to_config`` keeps the fields."""
+
+        config_name: str | None = None
+
+        def register_to_config(self, **kwargs: Any) -> None:
+            self._internal_dict = {**getattr(self, "_internal_dict", {}), **kwargs}
 
 
 def make_config(config_class: type, config: Any, fields: dict[str, Any]) -> Any:
@@ -89,10 +112,13 @@ class SimlabModelMixin(ModelMixin, ConfigMixin):
         ``config.json`` means complete weights (its ``_weights_sha256`` says which).
         Extra diffusers keywords (``safe_serialization``...) are accepted and ignored.
         """
-        import diffusers
+        extra = {}
+        if HAS_DIFFUSERS:
+            import diffusers
 
+            extra["diffusers_version"] = diffusers.__version__
         return save_model_dir(path, type(self).__name__, dataclasses.asdict(self.config), self.state_dict(),
-                              extra={"diffusers_version": diffusers.__version__})
+                              extra=extra)
 
     @classmethod
     def from_pretrained(cls, path: str | Path, device: str | torch.device = "cpu",  # type: ignore[override]
