@@ -63,8 +63,9 @@ SPLIT_SEED: int = 20241104
 """Seed of the template permutation behind the splits (fixed: splits are data)."""
 _SPLIT_CODE = {"train": 0, "test_in": 1, "test_out": 2}
 
-MIN_GAP: float = 0.2
-"""Clearance between objects' bounding boxes in a layout, world units."""
+MIN_GAP: float = 0.5
+"""Clearance between objects' bounding boxes in a layout, world units (> sqrt(2) pixels at
+32 px, so objects are separate 8-connected components in the first frame)."""
 JITTER: float = 0.1
 """Relative size jitter of a variant (lengths scaled by ``U(1 - JITTER, 1 + JITTER)``)."""
 
@@ -222,7 +223,7 @@ def _object_group(t: int, rng: np.random.Generator, x: float) -> list[SceneObjec
     if t == 6:
         return [_jar(x, 2.0 * j(), 1.5 * j(), 0.36)]
     if t == 7:
-        hy, gap = 0.8 * j(), float(rng.uniform(0.7, 1.0))
+        hy, gap = 0.8 * j(), float(rng.uniform(0.86, 1.1))
         return [_box(7, GRAY, True, 0.18, hy, x + dx, hy, 0.0) for dx in (-gap, 0.0, gap)]
     raise ConfigError(f"unknown object type {t!r}: types are 0..{NUM_TYPES - 1}")
 
