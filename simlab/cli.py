@@ -450,10 +450,11 @@ def eval_gap_probe_cmd(
     out: Annotated[Path | None, out_dir("Directory for gap_probe.json/.md/.png (default: MODEL/probes/gap).")]
     = None,
     limit: Annotated[int, count_opt("Score at most this many videos (0 = all).", minimum=0)] = 0,
-    steps: Annotated[int | None, count_opt("DDIM steps (default: the run's).", 1, 1000)] = None,
+    steps: Annotated[int | None, count_opt("Sampler steps (default: the run's).", 1, 1000)] = None,
     seed: Annotated[int, seed_opt("Sampling noise seed.")] = 0,
     edge_band: Annotated[float, positive_float_opt(
         "Half-width of the near-edge band, world units / s (0-0.5).", 0.5)] = 0.25,
+    sampler: Annotated[str | None, typer.Option(help="ddim | euler (default: the run's).")] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Velocity-gap probe: a model trained without speeds in [1.5, 3.5] continues videos of those speeds;
@@ -461,7 +462,7 @@ def eval_gap_probe_cmd(
     mean |v_pred - v_true| beside the trivial predictors (JSON + markdown)."""
     from simlab.world_models.video_diffusion.probes import format_gap_report, run_gap_probe
 
-    rep = run_gap_probe(model, data, out=out, limit=limit, steps=steps, seed=seed, band=edge_band)
+    rep = run_gap_probe(model, data, out=out, limit=limit, steps=steps, seed=seed, band=edge_band, sampler=sampler)
     if as_json:
         _print_json({k: v for k, v in rep.items() if k != "per_video"})
     else:
@@ -476,8 +477,9 @@ def eval_attribute_probe_cmd(
     out: Annotated[Path | None, out_dir("Directory for attribute_probe.json/.md (default with one model: "
                                         "MODEL/probes/attributes; required with several).")] = None,
     limit: Annotated[int, count_opt("Score at most this many videos per pair (0 = all).", minimum=0)] = 0,
-    steps: Annotated[int | None, count_opt("DDIM steps (default: each run's).", 1, 1000)] = None,
+    steps: Annotated[int | None, count_opt("Sampler steps (default: each run's).", 1, 1000)] = None,
     seed: Annotated[int, seed_opt("Sampling noise seed.")] = 0,
+    sampler: Annotated[str | None, typer.Option(help="ddim | euler (default: the run's).")] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Attribute priority probe: on each held-out pair combination, which attribute (colour, size,
@@ -488,7 +490,7 @@ def eval_attribute_probe_cmd(
         run_attribute_probe,
     )
 
-    rep = run_attribute_probe(model, data, out=out, limit=limit, steps=steps, seed=seed)
+    rep = run_attribute_probe(model, data, out=out, limit=limit, steps=steps, seed=seed, sampler=sampler)
     _print_json(rep) if as_json else typer.echo(format_attribute_probe(rep))
 
 

@@ -138,8 +138,9 @@ def test_gap_probe_end_to_end(tiny: dict[str, Path], tmp_path: Path, capsys) -> 
     assert (out / "gap_probe.png").stat().st_size > 5000
     assert "| model |" in (out / "gap_probe.md").read_text()
     rc, text, _ = run(["eval", "gap-probe", "--model", tiny["gap_run"], "--data", tiny["gap_test"],
-                       "--limit", "3", "--edge-band", "0.1"], capsys)
+                       "--limit", "3", "--edge-band", "0.1", "--sampler", "euler"], capsys)
     assert rc == 0 and "velocity-gap probe" in text and "3 videos" in text
+    assert json.loads((tiny["gap_run"] / "probes" / "gap" / "gap_probe.json").read_text())["sampler"] == "euler"
     assert (tiny["gap_run"] / "probes" / "gap" / "gap_probe.json").exists()  # the default --out
 
 
@@ -215,6 +216,7 @@ def test_bad_input_is_one_line_exit_2(tiny: dict[str, Path], tmp_path: Path, cap
     _one_line_error([*gap, "--data", tiny["gap_test32"]], capsys, "32px frames, but the model works at 16px")
     _one_line_error([*gap, "--data", tiny["gap_test"], "--edge-band", "0.6"], capsys, "--edge-band")
     _one_line_error([*gap, "--data", tiny["gap_test"], "--edge-band", "0.5"], capsys, "--edge-band must be in")
+    _one_line_error([*gap, "--data", tiny["gap_test"], "--sampler", "heun"], capsys, "unknown sampler 'heun'")
     _one_line_error(["eval", "gap-probe", "--model", tmp_path / "nope", "--data", tiny["gap_test"], "--out", x],
                     capsys, "no saved video diffusion model")
     wrong = tmp_path / "wrong_run"  # a run that says it was trained on another split

@@ -196,7 +196,7 @@ def check_gap_dataset(ds) -> None:
 
 def run_gap_probe(model: str | Path, data: str | Path, out: str | Path | None = None, limit: int = 0,
                   steps: int | None = None, batch: int = 32, seed: int = 0, band: float = EDGE_BAND,
-                  verify: bool = False, progress: bool | None = None) -> dict[str, Any]:
+                  verify: bool = False, progress: bool | None = None, sampler: str | None = None) -> dict[str, Any]:
     """The velocity-gap probe: generate, parse speeds, score, write JSON, markdown and PNG.
 
     Args:
@@ -204,7 +204,7 @@ def run_gap_probe(model: str | Path, data: str | Path, out: str | Path | None = 
         data: a one-ball dataset, normally ``gap_test`` (any split of uniform/parabola is accepted
             and named in the report).
         out: output directory (default ``MODEL/probes/gap``).
-        limit, steps, batch, seed, verify, progress: as :func:`~.evaluate.evaluate_model`.
+        limit, steps, batch, seed, verify, progress, sampler: as :func:`~.evaluate.evaluate_model`.
         band: near-edge band, world units / s.
 
     Returns:
@@ -231,14 +231,14 @@ def run_gap_probe(model: str | Path, data: str | Path, out: str | Path | None = 
             v_pred.setdefault(name, []).append(predicted_velocity(frames, st["pos"], st["radii"], c))
 
     ev = evaluate_model(model, data, limit=limit, steps=steps, batch=batch, seed=seed, verify=False,
-                        progress=progress, on_batch=on_batch)
+                        progress=progress, on_batch=on_batch, sampler=sampler)
     vt = np.concatenate(v_true)
     vp = {k: np.concatenate(v) for k, v in v_pred.items()}
     report = {
         "probe": "velocity_gap", "model": str(model), "data": str(data), "scenario": ev["scenario"],
         "split": ev["split"], "resolution": ev["resolution"], "videos": ev["videos"],
-        "cond_frames": ev["cond_frames"], "sample_steps": ev["sample_steps"], "backbone": ev["backbone"],
-        "units": "world units / s", "gap": list(GAP_EDGES), "train_speeds": [[1.0, 1.5], [3.5, 4.0]],
+        "cond_frames": ev["cond_frames"], "sample_steps": ev["sample_steps"], "sampler": ev.get("sampler", "ddim"),
+        "backbone": ev["backbone"], "units": "world units / s", "gap": list(GAP_EDGES), "train_speeds": [[1.0, 1.5], [3.5, 4.0]],
         "edge_band": band,
         "core": [GAP_EDGES[0] + 2 * band, GAP_EDGES[1] - 2 * band],
         "definitions": {
@@ -325,7 +325,7 @@ def format_gap_markdown(rep: dict[str, Any]) -> str:
     lo, hi = rep["gap"]
     b = rep["edge_band"]
     lines = [f"# Velocity-gap probe: {rep['scenario']}/{rep['split']}", "",
-             (f"Model `{rep['model']}` ({rep['backbone']}, {rep['sample_steps']} DDIM steps) on `{rep['data']}`, "
+             (f"Model `{rep['model']}` ({rep['backbone']}, {rep['sample_steps']} {rep['sampler']} steps) on `{rep['data']}`, "
              f"{rep['videos']} videos at {rep['resolution']} px. Training speeds [1, {lo}] U [{hi}, 4]; "
              f"gap ({lo}, {hi}); speeds in {rep['units']}. Snapping counted over the core videos "
              f"(v_true in [{rep['core'][0]:g}, {rep['core'][1]:g}]): within gap = v_pred in "
@@ -433,8 +433,8 @@ def priority_ordering(pairs: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def evaluate_attribute_model(model: str | Path, data: str | Path, limit: int = 0, steps: int | None = None,
-                             batch: int = 32, seed: int = 0, verify: bool = False,
-                             progress: bool | None = None) -> tuple[dict[str, Any], dict[str, dict[str, np.ndarray]]]:
+                             batch: int = 32, seed: int = 0, verify: bool = False, progress: bool | None = None,
+                             sampler: str | None = None) -> tuple[dict[str, Any], dict[str, dict[str, np.ndarray]]]:
     """Generate from an attribute dataset and score model, ground truth and repeat-last by attribute.
 
     Returns:
@@ -456,7 +456,7 @@ def evaluate_attribute_model(model: str | Path, data: str | Path, limit: int = 0
                 parts.setdefault(name, {}).setdefault(k, []).append(v)
 
     ev = evaluate_model(model, data, limit=limit, steps=steps, batch=batch, seed=seed, verify=False,
-                        progress=progress, on_batch=on_batch)
+                        progress=progress, on_batch=on_batch, sampler=sampler)
     arrays = {p: {k: np.concatenate(v) for k, v in d.items()} for p, d in parts.items()}
     report = {**ev, "units": "consistency rate = fraction of videos keeping the attribute",
               "predictors": {p: summarise_attributes(a) for p, a in arrays.items()}}
@@ -466,7 +466,7 @@ def evaluate_attribute_model(model: str | Path, data: str | Path, limit: int = 0
 def format_attribute_report(rep: dict[str, Any]) -> str:
     """A text table of :func:`evaluate_attribute_model`'s report (``simlab eval physics --model``)."""
     lines = [(f"attributes/{rep['split']} @ {rep['resolution']}px, {rep['videos']} videos, {rep['backbone']} model, "
-             f"{rep['sample_steps']} DDIM steps; fraction of videos keeping each attribute"),
+             f"{rep['sample_steps']} {rep.get('sampler', 'ddim')} steps; fraction of videos keeping each attribute"),
              f"  {'predictor':<14}" + "".join(f"{a:>11}" for a in (*ATTRS, "consistent"))]
     for name, s in rep["predictors"].items():
         lines.append(f"  {name:<14}" + "".join(f"{s['consistency_rate'][a]:>11.1%}" for a in (*ATTRS, "consistent")))
@@ -475,7 +475,8 @@ def format_attribute_report(rep: dict[str, Any]) -> str:
 
 def run_attribute_probe(models: list[str | Path], datas: list[str | Path], out: str | Path | None = None,
                         limit: int = 0, steps: int | None = None, batch: int = 32, seed: int = 0,
-                        verify: bool = False, progress: bool | None = None) -> dict[str, Any]:
+                        verify: bool = False, progress: bool | None = None, sampler: str | None = None,
+                        ) -> dict[str, Any]:
     """The attribute priority probe over one or more (model, ``pair_<a>_<b>_test`` dataset) pairs.
 
     Everything is checked before any video is generated: as many models as datasets, every
@@ -520,9 +521,10 @@ def run_attribute_probe(models: list[str | Path], datas: list[str | Path], out: 
     results = []
     for m, d, (a, b) in zip(models, datas, pairs):
         rep, arrays = evaluate_attribute_model(m, d, limit=limit, steps=steps, batch=batch, seed=seed,
-                                               progress=progress)
+                                               progress=progress, sampler=sampler)
         results.append({"model": str(m), "data": str(d), "split": rep["split"], "videos": rep["videos"],
                         "resolution": rep["resolution"], "sample_steps": rep["sample_steps"],
+                        "sampler": rep.get("sampler", "ddim"),
                         "backbone": rep["backbone"],
                         **pair_result(arrays["model"], a, b),
                         "references": {p: pair_result(arrays[p], a, b) for p in arrays if p != "model"},
