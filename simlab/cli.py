@@ -345,6 +345,9 @@ def eval_physics(
         raise ConfigError(f"--limit must be >= 0, got {limit}")
     if model is not None:
         if VideoDataset(data).attributes:  # which attributes the generated videos keep, beside references
+            if video is not None:
+                raise ConfigError("--video is not available for attribute scenes with --model "
+                                  "(its worst cases are ranked by velocity error)")
             from simlab.world_models.video_diffusion.probes import (
                 evaluate_attribute_model,
                 format_attribute_report,

@@ -236,6 +236,8 @@ def test_bad_input_is_one_line_exit_2(tiny: dict[str, Path], tmp_path: Path, cap
                      "--data", tiny["pair_test"]], capsys, "is given twice")
     _one_line_error(["eval", "attribute-probe", "--model", tiny["pair_run"], "--model", tiny["pair_run"],
                      "--data", tiny["pair_test"], "--data", tiny["pair_test"]], capsys, "--out is required")
+    _one_line_error(["eval", "physics", "--model", tiny["pair_run"], "--data", tiny["pair_test"], "--video",
+                     x / "w.mp4"], capsys, "--video is not available for attribute scenes")
     grid = ["train", "video-diffusion-grid", "--out", x, "--preset", "debug"]
     _one_line_error([*grid, "--model-sizes", "s,huge"], capsys, "unknown model size 'huge'")
     _one_line_error([*grid, "--data-sizes", "30k,40k"], capsys, "unknown data size '40k'")
