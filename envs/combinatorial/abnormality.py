@@ -88,7 +88,8 @@ Measured (template ``i % 70``, variant key ``(100, 0, i)``, 32 frames; 2 shared 
 - 32 px, 500 ground-truth videos: largest scores appear_vanish 0, colour 0.391, size_shape 0.235,
   static_moved 0, interpenetration 0.098, against_gravity 0.435 -> 0/500 flagged; a held-out
   check on 200 other videos (keys ``(100, 0, 1000..1199)``): 0/200 flagged.
-- 64 px, 300 ground-truth videos: 0, 0.146, 0.112, 0, 0.024, 0.403 -> 0/300 flagged.
+- 64 px, 300 ground-truth videos: 0, 0.146, 0.112, 0, 0.024, 0.403 -> 0/300 flagged; held out
+  (keys ``(100, 0, 1000..1099)``): 0/100 flagged.
 - 128 px: not calibrated yet (the 64 px values are used).
 - Corruptions at 32 px, 70 videos (55 with a static body), flagged by their own kind / by any kind:
   appear_vanish 60% / 60%, colour 93% / 100%, size_shape 59% / 61%, static_moved 95% / 95%,
