@@ -35,9 +35,9 @@ from diffusers import DDIMScheduler, DDPMScheduler, EulerDiscreteScheduler
 
 from simlab.errors import ConfigError
 from simlab.world_models.video_diffusion.conditioning import condition
+from simlab.world_models.video_diffusion.config import SAMPLERS
 
 PREDICTION_TYPES: tuple[str, ...] = ("v_prediction", "sample")
-SAMPLERS: tuple[str, ...] = ("ddim", "euler")
 
 
 def train_scheduler(num_train_timesteps: int = 1000, prediction_type: str = "v_prediction") -> DDPMScheduler:

@@ -61,7 +61,7 @@ class FrameVAEConfig:
     resolution: int = 32
     """Frame side in pixels; must equal the dataset's resolution."""
     channels: list[int] = field(default_factory=lambda: [32, 64, 64])
-    """AutoencoderKL block_out_channels; the latent side is resolution / 2**(levels - 1)."""
+    """AutoencoderKL block_out_channels (>= 2 levels); the latent side is resolution / 2**(levels - 1)."""
     layers_per_block: int = 1
     """ResNet layers per encoder/decoder block."""
     latent_channels: int = 4
@@ -88,8 +88,9 @@ class FrameVAEConfig:
     """Videos whose latents measure shift_factor and scaling_factor."""
 
     def __post_init__(self) -> None:
-        if len(self.channels) < 1 or any(c < 8 or c % 8 for c in self.channels):
-            raise ConfigError(f"channels needs >= 1 level of multiples of 8, got {self.channels}")
+        if len(self.channels) < 2 or any(c < 8 or c % 8 for c in self.channels):
+            raise ConfigError(f"channels needs >= 2 levels (the latent must be smaller than the frame) of "
+                              f"multiples of 8, got {self.channels}")
         if self.resolution % (2 ** (len(self.channels) - 1)):
             raise ConfigError(f"resolution {self.resolution} is not divisible by 2**{len(self.channels) - 1} "
                               f"({len(self.channels)} VAE levels)")
@@ -407,9 +408,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         from simlab.envs.collision2d.dataset import VideoDataset
 
-        res = VideoDataset(args.data).config.resolution
-        cfg = frame_vae_config(args.overrides, resolution=res) if not any(
-            o.startswith("resolution=") for o in args.overrides) else frame_vae_config(args.overrides)
+        cfg = frame_vae_config(args.overrides, resolution=VideoDataset(args.data).config.resolution)
         info = train_frame_vae(cfg, args.data, args.out, resume=args.resume)
     except SimlabError as e:
         print(f"error: {str(e).splitlines()[0]}", file=sys.stderr)

@@ -175,7 +175,7 @@ class VideoDiffusionModel(ModelMixin, ConfigMixin):
     @property
     def latent(self) -> bool:
         """True when the model diffuses in a frame VAE's latent space (see :mod:`.latent`)."""
-        return int(self.config.latent_factor) > 1 or int(self.config.channels) != CHANNELS
+        return int(self.config.latent_factor) > 1
 
     def forward(self, noisy: torch.Tensor, cond: torch.Tensor, mask: torch.Tensor,
                 timesteps: torch.Tensor) -> torch.Tensor:
