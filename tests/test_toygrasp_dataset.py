@@ -12,7 +12,12 @@ import pytest
 pytest.importorskip("pybullet")
 
 from simlab.cli import main
-from simlab.envs.toygrasp.dataset import GraspCollectConfig, GraspDemos, collect_toygrasp
+from simlab.envs.toygrasp.dataset import (
+    GraspCollectConfig,
+    GraspDemos,
+    collect_toygrasp,
+    dart_action,
+)
 from simlab.errors import ConfigError, DatasetError
 
 CFG = GraspCollectConfig(backend="pybullet", toys=2, demos=3, demos_per_shard=2, resolution=32, seed=5)
@@ -82,7 +87,33 @@ def test_reader_errors_name_the_file(unbroken: Path, tmp_path: Path) -> None:
         GraspDemos(bad)
 
 
+def test_dart_noise_perturbs_only_the_approach() -> None:
+    rng = np.random.default_rng(0)
+    a = np.array([1.0, -0.6, -1.0, 0.3, -1.0], np.float32)
+    assert dart_action(a, 0, rng, 0.0) is a  # off: unchanged, nothing drawn
+    out = dart_action(a, 0, rng, 0.5)
+    assert out[4] == a[4] and not np.allclose(out[:4], a[:4]) and np.abs(out).max() <= 1.0
+    assert dart_action(a, 2, rng, 0.5) is a  # closing: never perturbed
+    near = np.array([0.2, 0.1, 0.0, 0.0, -1.0], np.float32)
+    assert dart_action(near, 1, rng, 0.5) is near  # settling on the waypoint: no noise
+
+
+def test_dart_labels_are_the_experts_corrections(unbroken: Path, tmp_path: Path) -> None:
+    cfg = GraspCollectConfig(backend="pybullet", toys=2, demos=3, demos_per_shard=2, resolution=32, seed=5,
+                             noise=0.5)
+    collect_toygrasp(cfg, tmp_path / "n", progress=False)
+    noisy, clean = list(GraspDemos(tmp_path / "n").episodes()), list(GraspDemos(unbroken).episodes())
+    assert GraspDemos(tmp_path / "n").config.noise == 0.5 and GraspDemos(unbroken).config.noise == 0.0
+    assert "noise" not in json.loads((unbroken / "manifest.json").read_text())["config"]  # old layout kept
+    # same resets; the executed moves differ, so the labelled actions differ and the expert's later
+    # actions correct the drift instead of repeating the clean plan
+    assert any(len(n["actions"]) != len(c["actions"]) or not np.allclose(n["actions"], c["actions"])
+               for n, c in zip(noisy, clean))
+    assert sum(e["success"] for e in noisy) >= 2
+
+
 @pytest.mark.parametrize(("kw", "msg"), [
+    ({"noise": -0.1}, "--noise"), ({"noise": float("nan")}, "--noise"),
     ({"backend": "bullet"}, "unknown backend"), ({"split": "val"}, "unknown toygrasp split"),
     ({"demos": 0}, "--demos must be >= 1"), ({"resolution": 8}, "--resolution"),
 ])

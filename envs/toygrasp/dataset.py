@@ -17,7 +17,8 @@ Arrays of a shard (``n`` steps, ``m`` demos; each demo's steps contiguous):
 ``rgb``         (n, H, W, 3) uint8   camera frame the action was taken in (gzip)
 ``mask``        (n, H, W) uint8      target object's mask, 0/255 (gzip)
 ``proprio``     (n, 8) float32       7 arm joint angles (rad), gripper width (m)
-``actions``     (n, 5) float32       expert action (dx, dy, dz, dyaw, grip) in [-1, 1]
+``actions``     (n, 5) float32       expert action (dx, dy, dz, dyaw, grip) in [-1, 1] (the label;
+                                     with ``noise`` > 0 the executed action had DART noise added)
 ``rewards``     (n,) float32         1 on the success step
 ``terminations`` (n,) bool           the step ended the demo with success
 ``truncations`` (n,) bool            the step hit the 50-step limit
@@ -97,6 +98,10 @@ class GraspCollectConfig:
     """shortcut scene: fraction of demos whose task is the other sub-dataset's (0-1)."""
     view_aug: bool = False
     """shortcut scene: draw each demo's camera viewpoint at random between the two views."""
+    noise: float = 0.0
+    """DART noise (Laskey et al. 2017): std, in action units, of Gaussian noise added to the executed
+    move and yaw while the expert approaches the grasp (:func:`dart_action`); the recorded label stays
+    the expert's action, so the demos show how the expert corrects a hand that is off course. 0: off."""
 
     def __post_init__(self) -> None:
         if self.backend not in BACKENDS:
@@ -116,9 +121,22 @@ class GraspCollectConfig:
             raise ConfigError("the shortcut scene needs --backend pybullet, --split toys-train and --toys >= 2")
         if not 0.0 <= self.overlap <= 1.0:
             raise ConfigError(f"--overlap must be in [0, 1], got {self.overlap}")
+        if not 0.0 <= self.noise <= 1.0:  # also refuses NaN
+            raise ConfigError(f"--noise must be in [0, 1] action units, got {self.noise}")
 
     def num_shards(self) -> int:
         return -(-self.demos // self.demos_per_shard)
+
+    def record(self) -> dict[str, Any]:
+        """The fields written to ``collect_config.json``, shard attributes and the manifest.
+
+        ``noise`` is left out when 0, so datasets collected before the field existed stay
+        byte-identical to (and resumable by) this code; a reader fills the default back in.
+        """
+        rec = asdict(self)
+        if not self.noise:
+            del rec["noise"]
+        return rec
 
     def shard_range(self, j: int) -> tuple[int, int]:
         """Demo index range ``[start, stop)`` of shard ``j``."""
@@ -142,6 +160,28 @@ class GraspCollectConfig:
         return shortcut_demo(self.seed, d, name, objects, self.overlap, self.view_aug)
 
 
+DART_MIN_DISTANCE = 0.5
+"""Action units (2 cm): no noise once the expert's commanded move is this small, so it settles exactly
+on its waypoint (its phase advances only when it is within 1e-3 of it)."""
+
+
+def dart_action(action: np.ndarray, phase: int, rng: np.random.Generator, noise: float) -> np.ndarray:
+    """The action executed for expert ``action`` (5,) under DART noise.
+
+    Gaussian noise of std ``noise`` (action units) is added to the move (dx, dy, dz) and yaw while
+    the expert approaches (``phase`` < 2: above the grasp, then down) and is still at least
+    :data:`DART_MIN_DISTANCE` from its waypoint; the gripper command is never perturbed. The env
+    integrates commanded moves exactly, so the expert's next action corrects the deviation: that
+    correction is what the policy learns from. Returns a new array in [-1, 1]; ``noise = 0`` returns
+    ``action`` unchanged (and draws nothing from ``rng``).
+    """
+    if noise <= 0.0 or phase >= 2 or np.abs(action[:3]).max() < DART_MIN_DISTANCE:
+        return action
+    out = action.copy()
+    out[:4] = np.clip(out[:4] + rng.normal(0.0, noise, 4), -1.0, 1.0)
+    return out.astype(np.float32)
+
+
 def rollout_shard(cfg: GraspCollectConfig, j: int, on_demo: Any = None) -> dict[str, np.ndarray]:
     """The arrays of shard ``j`` (module docstring), from a fresh env and the scripted expert."""
     from simlab.envs.toygrasp.env import ToyGraspEnv
@@ -156,10 +196,11 @@ def rollout_shard(cfg: GraspCollectConfig, j: int, on_demo: Any = None) -> dict[
             name, seed = cfg.demo(d)
             options, extra = cfg.reset_options(d)
             obs, info = env.reset(seed=seed, options=options)
+            noise_rng = np.random.default_rng([cfg.seed, d, 0xDA27])
             start = len(steps["actions"])
             for t in range(MAX_STEPS):
                 a = expert.act(obs)
-                nxt, r, term, _, info = env.step(a)
+                nxt, r, term, _, info = env.step(dart_action(a, expert.phase, noise_rng, cfg.noise))
                 trunc = not term and t == MAX_STEPS - 1
                 for k, v in (("rgb", obs["rgb"]), ("mask", obs["mask"][..., 0]), ("proprio", obs["proprio"]),
                              ("actions", a), ("rewards", np.float32(r)), ("terminations", term),
@@ -231,8 +272,8 @@ def collect_toygrasp(cfg: GraspCollectConfig, out: str | Path, shard: tuple[int,
     """
     root = Path(out)
     check_resources(cfg, root, resume or shard[1] > 1)
-    return collect_shards(root, cfg, shard, resume, {"config": asdict(cfg)},
-                          {"format_version": FORMAT_VERSION, "kind": KIND, "config": asdict(cfg)},
+    return collect_shards(root, cfg, shard, resume, {"config": cfg.record()},
+                          {"format_version": FORMAT_VERSION, "kind": KIND, "config": cfg.record()},
                           lambda j, tick: rollout_shard(cfg, j, on_demo=lambda: tick(1)), {"rgb", "mask"},
                           _demos_in, lambda: finalize(root, cfg),
                           f"collect toygrasp {cfg.split} ({cfg.backend})", "demo", progress)
@@ -247,7 +288,7 @@ def finalize(root: str | Path, cfg: GraspCollectConfig) -> bool:
     return finalize_manifest(root, cfg.num_shards(), cfg.shard_range, {
         "kind": KIND,
         "simlab_version": __version__,
-        "config": asdict(cfg),
+        "config": cfg.record(),
         "env_id": ENV_IDS[cfg.backend],
         "count": cfg.demos,
         "successes": int(sum(r["successes"] for r in recs)),
