@@ -11,11 +11,22 @@ This is that comparison at CPU scale, with both encoders the same network
   (zeros when the target is not visible);
 - ``meanpool``: every cell weight 1 (the mask is not used at all).
 
-Per frame: ``rgb (H, W, 3)`` uint8 + two coordinate channels (x, y in [-1, 1],
-so a pooled feature still says *where* the object is, as a ViT's position
-embeddings do) -> conv ``patch x patch`` stride ``patch`` -> ReLU -> two
-3x3 convs (ReLU) -> feature map ``(C, H / patch, W / patch)`` -> pooled
-``(C,)``. The head sees the last ``context`` frames: ``[pooled feature,
+Per frame: ``rgb (H, W, 3)`` uint8 + two coordinate channels (x, y in [-1, 1])
+-> conv ``patch x patch`` stride ``patch`` -> ReLU -> two 3x3 convs (ReLU)
+-> feature map ``(C, H / patch, W / patch)``; with ``pooled_coords`` each
+cell's own coordinates (2 channels, its centre in [-1, 1]) are appended after
+the convs -> pooled ``(C [+ 2],)``. Those two channels are what a ViT's position
+embeddings give a pooled token: detection pooling turns them into the target's
+centroid in the image, mean pooling into a constant.
+
+Why ``pooled_coords``: with coordinates only at the input, the ReLU convs kept
+the target's position in the pooled feature (a linear probe reads the mask
+centroid from it with r = 0.98-0.996) but in directions of small variance (the
+probe needed weights of norm ~56 for the lateral move), and the head of a
+1,500-3,000-step run never learned them: it output a lateral move of ~0 at
+every approach step (|pre-tanh| < 0.04), so the hand closed 7-9 cm from the
+object, like a blind grasp (docs/toygrasp.md, "Why the first policies did not
+localise"). The head sees the last ``context`` frames: ``[pooled feature,
 normalised proprioception]`` per frame, concatenated, -> MLP -> ``chunk``
 future actions ``(chunk, 5)`` squashed by tanh into the action box.
 
@@ -80,10 +91,13 @@ class GraspBCNet(nn.Module):
         hidden: width of the head's two hidden layers.
         goal_dim: size of an optional goal vector (e.g. a target colour one-hot) appended to the
             head's input (0: none).
+        pooled_coords: append each cell's coordinates to the feature map after the convs (module
+            docstring). False (the default of saved policies that predate it) reproduces them.
     """
 
     def __init__(self, encoder: str = "detpool", image_size: int = 96, patch: int = 4, channels: int = 32,
-                 context: int = 2, chunk: int = 8, hidden: int = 256, goal_dim: int = 0) -> None:
+                 context: int = 2, chunk: int = 8, hidden: int = 256, goal_dim: int = 0,
+                 pooled_coords: bool = False) -> None:
         super().__init__()
         if encoder not in ENCODERS:
             raise ValueError(f"encoder must be one of {ENCODERS}, got {encoder!r}")
@@ -91,16 +105,19 @@ class GraspBCNet(nn.Module):
             raise ValueError(f"image_size {image_size} is not divisible by patch {patch}")
         self.encoder_kind, self.image_size, self.patch, self.channels = encoder, image_size, patch, channels
         self.context, self.chunk, self.hidden, self.goal_dim = context, chunk, hidden, goal_dim
+        self.pooled_coords = bool(pooled_coords)
+        self.feature_dim = channels + (2 if self.pooled_coords else 0)
         self.stem = nn.Conv2d(5, channels, patch, stride=patch)
         self.conv1 = nn.Conv2d(channels, channels, 3, padding=1)
         self.conv2 = nn.Conv2d(channels, channels, 3, padding=1)
         self.head = nn.Sequential(
-            nn.Linear(context * (channels + PROPRIO_DIM) + goal_dim, hidden), nn.ReLU(),
+            nn.Linear(context * (self.feature_dim + PROPRIO_DIM) + goal_dim, hidden), nn.ReLU(),
             nn.Linear(hidden, hidden), nn.ReLU(),
             nn.Linear(hidden, chunk * ACTION_DIM))
         lin = torch.linspace(-1.0, 1.0, image_size)
         yy, xx = torch.meshgrid(lin, lin, indexing="ij")
         self.register_buffer("coords", torch.stack([xx, yy])[None], persistent=False)
+        self.register_buffer("cell_coords", F.avg_pool2d(self.coords, patch, patch), persistent=False)
         self.register_buffer("proprio_mean", torch.zeros(PROPRIO_DIM))
         self.register_buffer("proprio_std", torch.ones(PROPRIO_DIM))
 
@@ -109,7 +126,7 @@ class GraspBCNet(nn.Module):
         """Constructor arguments (JSON types): ``GraspBCNet(**net.config)`` rebuilds it."""
         return {"encoder": self.encoder_kind, "image_size": self.image_size, "patch": self.patch,
                 "channels": self.channels, "context": self.context, "chunk": self.chunk, "hidden": self.hidden,
-                "goal_dim": self.goal_dim}
+                "goal_dim": self.goal_dim, "pooled_coords": self.pooled_coords}
 
     def set_proprio_stats(self, mean: Any, std: Any) -> None:
         """Normalisation of the proprioception (8,) each; std is floored at 1e-3."""
@@ -117,12 +134,15 @@ class GraspBCNet(nn.Module):
         self.proprio_std.copy_(torch.as_tensor(std, dtype=torch.float32).clamp_min(1e-3))
 
     def feature_map(self, rgb: torch.Tensor) -> torch.Tensor:
-        """``(N, H, W, 3)`` uint8 -> ``(N, C, H / patch, W / patch)`` features."""
+        """``(N, H, W, 3)`` uint8 -> ``(N, feature_dim, H / patch, W / patch)`` features."""
         x = rgb.permute(0, 3, 1, 2).float() / 255.0
         x = torch.cat([x, self.coords.expand(len(x), -1, -1, -1)], 1)
         h = torch.relu(self.stem(x))
         h = torch.relu(self.conv1(h))
-        return torch.relu(self.conv2(h) + h)
+        h = torch.relu(self.conv2(h) + h)
+        if self.pooled_coords:
+            h = torch.cat([h, self.cell_coords.expand(len(h), -1, -1, -1)], 1)
+        return h
 
     def pool_weights(self, mask: torch.Tensor) -> torch.Tensor:
         """``(N, H, W)`` mask -> ``(N, h, w)`` pooling weights of this encoder."""
@@ -130,12 +150,12 @@ class GraspBCNet(nn.Module):
         return w if self.encoder_kind == "detpool" else torch.ones_like(w)
 
     def encode(self, rgb: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """One feature per frame: ``rgb (N, H, W, 3)`` uint8, ``mask (N, H, W)`` -> ``(N, C)``."""
+        """One feature per frame: ``rgb (N, H, W, 3)`` uint8, ``mask (N, H, W)`` -> ``(N, feature_dim)``."""
         return weighted_pool(self.feature_map(rgb), self.pool_weights(mask))
 
     def head_forward(self, feats: torch.Tensor, proprio: torch.Tensor, goal: torch.Tensor | None = None
                      ) -> torch.Tensor:
-        """``feats (B, T, C)``, ``proprio (B, T, 8)``, ``goal (B, goal_dim)`` -> actions ``(B, chunk, 5)`` in (-1, 1)."""
+        """``feats (B, T, feature_dim)``, ``proprio (B, T, 8)``, ``goal (B, goal_dim)`` -> actions ``(B, chunk, 5)`` in (-1, 1)."""
         p = (proprio - self.proprio_mean) / self.proprio_std
         x = torch.cat([feats, p], -1).flatten(1)
         if self.goal_dim:

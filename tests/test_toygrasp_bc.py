@@ -75,6 +75,26 @@ def test_detpool_ignores_pixels_outside_the_mask_and_meanpool_does_not() -> None
     assert torch.allclose(det.encode(rgb, mask)[0], want, atol=1e-6)
 
 
+def test_pooled_coords_carry_the_targets_centroid_only_under_detection_pooling() -> None:
+    torch.manual_seed(0)
+    det = GraspBCNet("detpool", 96, 8, 8, 1, 2, 16, pooled_coords=True)
+    mean = GraspBCNet("meanpool", 96, 8, 8, 1, 2, 16, pooled_coords=True)
+    assert det.feature_dim == 10 and det.head[0].in_features == 10 + 8
+    rgb = torch.randint(0, 256, (2, 96, 96, 3), dtype=torch.uint8)
+    mask = torch.zeros(2, 96, 96, dtype=torch.uint8)
+    mask[0, 8:24, 72:88] = 255  # top right
+    mask[1, 64:80, 0:16] = 255  # bottom left
+    xy = det.encode(rgb, mask)[:, -2:]
+    centre = torch.tensor([[79.5, 15.5], [7.5, 71.5]]) / 95 * 2 - 1  # the masks' pixel centroids in [-1, 1]
+    assert torch.allclose(xy, centre, atol=1e-5)
+    assert torch.allclose(mean.encode(rgb, mask)[:, -2:], torch.zeros(2, 2), atol=1e-6)  # mean pooling: no position
+    # a policy saved before the option existed has no key in its config and rebuilds without the channels
+    old = GraspBCNet("detpool", 96, 8, 8, 1, 2, 16)
+    cfg = dict(old.config)
+    del cfg["pooled_coords"]
+    assert GraspBCNet(**cfg).feature_dim == 8
+
+
 def test_weighted_pool_of_an_empty_mask_is_zero_and_weights_are_pixel_fractions() -> None:
     fmap = torch.randn(2, 3, 4, 4)
     assert torch.equal(weighted_pool(fmap, torch.zeros(2, 4, 4)), torch.zeros(2, 3))
@@ -226,6 +246,7 @@ def test_cli_trains_then_evaluates_a_grasp_policy(demos: Path, tmp_path: Path, c
     (["train", "bc", "--data", "{demos}", "--out", "{tmp}/r1", "--encoder", "cls"], "unknown encoder"),
     (["train", "bc", "--data", "{tmp}/nope", "--out", "{tmp}/r2", "--encoder", "detpool"], "nope"),
     (["train", "bc", "--data", "{demos}", "--out", "{tmp}/r3", "--encoder", "detpool", "steps=-1"], "steps"),
+    (["train", "bc", "--data", "{demos}", "--out", "{tmp}/r5", "--encoder", "detpool", "loss=huber"], "unknown loss"),
     (["train", "bc", "--data", "{demos}", "--out", "{tmp}/r4", "--env", "simlab/Maze-v0"], "--env must be"),
     (["eval", "toygrasp", "--policy", "{tmp}/nothing"], "nothing"),
     (["eval", "toygrasp", "--policy", "random", "--backends", "bullet"], "--backends"),
