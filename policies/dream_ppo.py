@@ -8,7 +8,7 @@ plugged into SB3 through :class:`simlab.sb3.SB3VecEnv`. With a :class:`RunDir`::
     RUN/metrics.jsonl                          ppo/<key> for every SB3 logger key (train/,
                                                rollout/, time/ namespaces folded into ppo/)
     RUN/checkpoints/dream_ppo/sb3_model.zip    SB3's own checkpoint, used only to resume
-    RUN/checkpoints/dream_ppo/policy/          the exported actor (config.json + model.safetensors)
+    RUN/checkpoints/dream_ppo/policy/          the exported actor (config.json + diffusion_pytorch_model.safetensors)
     RUN/checkpoints/dream_ppo/state.json       num_timesteps and config of the checkpoint (written last)
     RUN/dream_policy/                          the final exported actor
     RUN/stages/dream_ppo.json                  completion record

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from simlab.integrity import seal
+from simlab.world_models.base import seal_config
 
 torch = pytest.importorskip("torch")
 
@@ -189,8 +190,8 @@ def test_discrete_world_model_saved_without_action_space_still_loads(tmp_path: P
     for name, key in (("world_model.json", "action_space"), ("mdnrnn/config.json", "action_dim")):
         p = tmp_path / "old" / name
         doc = json.loads(p.read_text())
-        (doc["config"] if name.startswith("mdnrnn") else doc).pop(key)  # as written before this feature
-        p.write_text(json.dumps(seal(doc)))
+        doc.pop(key)  # as written before this feature
+        p.write_text(json.dumps(seal_config(doc) if name.startswith("mdnrnn") else seal(doc)))
     old = DropoutWorldModel.from_pretrained(tmp_path / "old")
     assert not old.continuous and old.action_space == spaces.Discrete(5)
     assert old.as_env().action_space == spaces.Discrete(5)
@@ -256,7 +257,7 @@ def test_linear_controller_continuous_act_and_save_load(tmp_path: Path) -> None:
     assert back.continuous and back.actions == CAR_BOX and back.meta["note"] == "car"
     np.testing.assert_array_equal(back.act(obs), a)
     doc = json.loads((tmp_path / "ctrl" / "config.json").read_text())
-    assert doc["action_space"]["type"] == "Box" and doc["network"]["action_space"]["low"] == [-1.0, 0.0, 0.0]
+    assert doc["_action_space"]["type"] == "Box" and doc["action_space"]["low"] == [-1.0, 0.0, 0.0]
     with pytest.raises(ConfigError, match="finite"):
         LinearController(5, spaces.Box(-np.inf, np.inf, (2,), np.float32))
     with pytest.raises(ConfigError):

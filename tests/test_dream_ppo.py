@@ -117,7 +117,7 @@ def test_smoke_run_outputs(first_run: tuple[DreamPPOConfig, RunDir, DreamPolicy,
     assert {"ppo/ep_rew_mean", "ppo/value_loss", "ppo/entropy_loss", "ppo/fps"} <= keys
     assert not any(k.startswith(("train/", "rollout/")) for k in keys)
     ck = run.checkpoint("dream_ppo")
-    for f in ("sb3_model.zip", "state.json", "policy/config.json", "policy/model.safetensors"):
+    for f in ("sb3_model.zip", "state.json", "policy/config.json", "policy/diffusion_pytorch_model.safetensors"):
         assert (ck / f).exists(), f
     assert json.loads((ck / "state.json").read_text())["num_timesteps"] == X
     assert run.stage_done("dream_ppo")["num_timesteps"] == X
@@ -144,12 +144,12 @@ def test_exported_actor_matches_sb3_and_loads_without_it(
     np.testing.assert_allclose(torch.log_softmax(torch.from_numpy(loaded.logits(obs)), 1).numpy(), ref.numpy(),
                                rtol=1e-5, atol=1e-5)
     doc = json.loads((run.path / "dream_policy" / "config.json").read_text())
-    assert doc["class"] == "MlpActor" and doc["network"]["net_arch"] == [16]
-    assert doc["meta"]["trainer"] == "dream_ppo"
+    assert doc["_class_name"] == "MlpActor" and doc["net_arch"] == [16]
+    assert doc["_meta"]["trainer"] == "dream_ppo"
     # bad files -> CheckpointError
     p = tmp_path / "p"
     loaded.save(p)
-    (p / "model.safetensors").write_bytes(b"garbage")
+    (p / "diffusion_pytorch_model.safetensors").write_bytes(b"garbage")
     with pytest.raises(CheckpointError, match="model.safetensors"):
         DreamPolicy.load(p)
     with pytest.raises(CheckpointError, match="config.json"):

@@ -143,7 +143,7 @@ def test_corrupt_world_model_checkpoint_is_named(unbroken: Path, tmp_path: Path)
 
     wm = tmp_path / "wm"
     shutil.copytree(unbroken / "world_models" / "dreamland", wm)
-    w = next(wm.rglob("model.safetensors"))
+    w = next(wm.rglob("diffusion_pytorch_model.safetensors"))
     w.write_bytes(w.read_bytes()[:100])
     with pytest.raises(CheckpointError, match="model.safetensors"):
         DropoutWorldModel.from_pretrained(wm)
