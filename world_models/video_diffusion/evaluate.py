@@ -56,6 +56,35 @@ def load_scheduler(model_dir: str | Path, num_train_timesteps: int = 1000):
     return train_scheduler(num_train_timesteps)
 
 
+def load_for_sampling(model_path: str | Path, steps: int | None = None, sampler: str | None = None):
+    """``(model, ddpm, vae, steps, sampler)`` of a run or saved model, ready for :func:`.sampling.generate`.
+
+    ``vae`` is the frozen frame VAE saved next to a latent model's weights (else None); ``steps`` and
+    ``sampler`` default to the run's ``sample_steps`` / ``sampler`` (20 / ddim for a bare model).
+    ConfigError (one line) for steps < 1 or an unknown sampler; CheckpointError for a bad model.
+    """
+    from simlab.world_models.video_diffusion.diffusion import SAMPLERS
+    from simlab.world_models.video_diffusion.model import load_model
+
+    model = load_model(model_path)
+    ddpm = load_scheduler(model_path)
+    vae = None
+    if model.latent:
+        from simlab.world_models.video_diffusion.latent import load_frame_vae
+
+        mp = Path(model_path)
+        vae = load_frame_vae((mp / "model" if (mp / "model" / "config.json").exists() else mp) / "vae")
+    if steps is None:
+        steps = _run_sample_steps(Path(model_path))
+    if sampler is None:
+        sampler = _run_sampler(Path(model_path))
+    if steps < 1:
+        raise ConfigError(f"--steps must be >= 1, got {steps}")
+    if sampler not in SAMPLERS:
+        raise ConfigError(f"unknown sampler {sampler!r}; choose one of {', '.join(SAMPLERS)}")
+    return model, ddpm, vae, steps, sampler
+
+
 def evaluate_model(model_path: str | Path, data: str | Path, limit: int = 0, steps: int | None = None,
                    batch: int = 32, seed: int = 0, video: str | Path | None = None,
                    verify: bool = False, progress: bool | None = None,
@@ -93,7 +122,6 @@ def evaluate_model(model_path: str | Path, data: str | Path, limit: int = 0, ste
     from simlab.envs.collision2d.parse import evaluate_videos
     from simlab.world_models.video_diffusion.baselines import constant_velocity, repeat_last
     from simlab.world_models.video_diffusion.data import check_compatible
-    from simlab.world_models.video_diffusion.model import load_model
     from simlab.world_models.video_diffusion.robust_parse import evaluate_videos_robust
     from simlab.world_models.video_diffusion.sampling import generate
 
@@ -101,24 +129,7 @@ def evaluate_model(model_path: str | Path, data: str | Path, limit: int = 0, ste
         raise ConfigError(f"--limit must be >= 0, got {limit}")
     if batch < 1:
         raise ConfigError(f"batch must be >= 1, got {batch}")
-    from simlab.world_models.video_diffusion.diffusion import SAMPLERS
-
-    model = load_model(model_path)
-    ddpm = load_scheduler(model_path)
-    vae = None
-    if model.latent:
-        from simlab.world_models.video_diffusion.latent import load_frame_vae
-
-        mp = Path(model_path)
-        vae = load_frame_vae((mp / "model" if (mp / "model" / "config.json").exists() else mp) / "vae")
-    if steps is None:
-        steps = _run_sample_steps(Path(model_path))
-    if sampler is None:
-        sampler = _run_sampler(Path(model_path))
-    if steps < 1:
-        raise ConfigError(f"--steps must be >= 1, got {steps}")
-    if sampler not in SAMPLERS:
-        raise ConfigError(f"unknown sampler {sampler!r}; choose one of {', '.join(SAMPLERS)}")
+    model, ddpm, vae, steps, sampler = load_for_sampling(model_path, steps, sampler)
     ds = VideoDataset(data, verify=verify)
     if ds.attributes and on_batch is None:
         raise ConfigError(f"{data}: attribute scenes have no velocity law to score; use a physics scenario")

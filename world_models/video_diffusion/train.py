@@ -44,7 +44,7 @@ import numpy as np
 import torch
 
 from simlab.config import load_yaml, to_dict
-from simlab.errors import CheckpointError, ConfigError, SimlabError
+from simlab.errors import CheckpointError, ConfigError, DatasetError, SimlabError
 from simlab.integrity import verify_dir_digests, write_dir_digests
 from simlab.runs import RunDir
 from simlab.world_models.video_diffusion.conditioning import to_model_space
@@ -174,7 +174,7 @@ def train_video_diffusion(cfg: VideoDiffusionConfig, data: str | Path, out: str 
     from diffusers.training_utils import EMAModel
     from tqdm import tqdm
 
-    from simlab.envs.collision2d.dataset import VideoDataset
+    from simlab.envs.combinatorial.dataset import open_dataset
 
     out = Path(out)
     acc = Accelerator(cpu=not torch.cuda.is_available(), mixed_precision=cfg.mixed_precision)
@@ -183,8 +183,10 @@ def train_video_diffusion(cfg: VideoDiffusionConfig, data: str | Path, out: str 
         raise ConfigError(f"launched with WORLD_SIZE={world} but accelerate sees {acc.num_processes} process(es); "
                           "the ranks would train unsynchronised copies")
     rank, main = acc.process_index, acc.is_main_process
-    ds = VideoDataset(data)
+    ds = open_dataset(data)  # collision2d or combinatorial scenes, by the manifest's kind
     check_compatible(ds, cfg.num_frames, cfg.resolution, "the config")
+    if getattr(ds, "cond_frames", cfg.cond_frames) != cfg.cond_frames:
+        raise DatasetError(f"{data}: scenes conditioned on {ds.cond_frames} frame(s); set cond_frames={ds.cond_frames}")
     _precheck_run_dir(out, cfg, resume)
     acc.wait_for_everyone()
     run = RunDir.create(out, cfg, resume=resume) if main else RunDir(out)
