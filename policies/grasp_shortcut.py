@@ -108,8 +108,11 @@ def evaluate_probe(actor: Any, episodes: int, seed: int = 0, toys: int = 250, re
 def run_shortcut_probe(out: str | Path, demos: int = 200, steps: int = 1000, episodes: int = 20,
                        overlap: float = 0.2, toys: int = 250, seed: int = 0, variants: tuple[str, ...] = (
                            "fragmented", "overlap", "view-aug"), bc_overrides: tuple[str, ...] = (),
-                       resolution: int = 96, progress: bool = True) -> dict[str, Any]:
-    """Run the probe (module docstring) into ``out``; returns the report dict (also ``report.json``)."""
+                       resolution: int = 96, progress: bool = True, noise: float = 0.0) -> dict[str, Any]:
+    """Run the probe (module docstring) into ``out``; returns the report dict (also ``report.json``).
+
+    ``noise``: DART noise of the collected demos (:class:`~simlab.envs.toygrasp.dataset.GraspCollectConfig`).
+    """
     from simlab.envs.toygrasp.ceiling import wilson
     from simlab.envs.toygrasp.dataset import GraspCollectConfig, collect_toygrasp
     from simlab.policies.grasp_bc import GraspBCPolicy, grasp_bc_config, train_grasp_bc
@@ -124,7 +127,8 @@ def run_shortcut_probe(out: str | Path, demos: int = 200, steps: int = 1000, epi
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     report: dict[str, Any] = {"resolution": resolution, "demos": demos, "steps": steps, "episodes_per_condition": episodes,
-                              "overlap": overlap, "toys": toys, "seed": seed, "variants": {}}
+                              "overlap": overlap, "toys": toys, "seed": seed, "noise": noise,
+                              "bc_overrides": list(bc_overrides), "variants": {}}
     done_path = out / "probe_results.json"
     done = json.loads(done_path.read_text()) if done_path.exists() else {}
     for v in variants:
@@ -133,7 +137,7 @@ def run_shortcut_probe(out: str | Path, demos: int = 200, steps: int = 1000, epi
         if v not in done:
             cfg = GraspCollectConfig(backend="pybullet", toys=toys, demos=demos, seed=seed, scene="shortcut",
                                      overlap=ov, view_aug=aug, demos_per_shard=50,
-                                     resolution=resolution)
+                                     resolution=resolution, noise=noise)
             data = out / f"data_{v}"
             collect_toygrasp(cfg, data, resume=True, progress=progress)
             run = out / f"run_{v}"

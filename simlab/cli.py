@@ -222,6 +222,9 @@ def collect_toygrasp_cmd(
     overlap: Annotated[float, fraction_opt("shortcut scene: fraction of demos with the other "
                                            "sub-dataset's task.")] = 0.0,
     view_aug: Annotated[bool, typer.Option(help="shortcut scene: random viewpoint per demo.")] = False,
+    noise: Annotated[float, fraction_opt(
+        "DART noise: std (action units) added to the executed approach moves; the labels stay the "
+        "expert's corrections (0: off).")] = 0.0,
     as_json: JsonOpt = False,
 ) -> None:
     """Record scripted-expert grasps of toys (or unseen objects) as HDF5 demos (images, masks, actions, success)."""
@@ -230,7 +233,7 @@ def collect_toygrasp_cmd(
 
     cfg = GraspCollectConfig(backend=backend, split=split, toys=toys, demos=demos, seed=seed,
                              resolution=resolution, demos_per_shard=demos_per_shard, scene=scene,
-                             overlap=overlap, view_aug=view_aug)
+                             overlap=overlap, view_aug=view_aug, noise=noise)
     res = collect_toygrasp(cfg, out, shard=parse_shard(shard), resume=resume)
     info = summary_json(res, cfg)
     if as_json:
@@ -844,6 +847,7 @@ def eval_shortcut_probe_cmd(
     overlap: Annotated[float, fraction_opt("Fraction of swapped-task demos in the 'overlap' variant.")] = 0.2,
     variants: Annotated[str, typer.Option(help="Comma-separated: fragmented, overlap, view-aug.")]
     = "fragmented,overlap,view-aug",
+    noise: Annotated[float, fraction_opt("DART noise of the demos (std, action units; 0: off).")] = 0.0,
     seed: Annotated[int, seed_opt("Seed of data, training and probe episodes.")] = 0,
     overrides: OverridesArg = None,
     as_json: JsonOpt = False,
@@ -852,7 +856,7 @@ def eval_shortcut_probe_cmd(
     the other sub-dataset's toy and count how often the policy grasps the shortcut's toy instead."""
     from simlab.policies.grasp_shortcut import format_probe, run_shortcut_probe
 
-    rep = run_shortcut_probe(out, demos, steps, episodes, overlap, seed=seed,
+    rep = run_shortcut_probe(out, demos, steps, episodes, overlap, seed=seed, noise=noise,
                              variants=tuple(comma_list(variants, "--variants")),
                              bc_overrides=tuple(overrides or ()))
     _print_json(rep) if as_json else typer.echo(format_probe(rep) + f"details: {out / 'report.json'}")

@@ -324,7 +324,7 @@ def train_video_diffusion(cfg: VideoDiffusionConfig, data: str | Path, out: str 
     bar.close()
     seconds = time.perf_counter() - t0
     sample_grid()
-    info = {"run": str(out), "steps": step, "final_loss": last, "seconds": seconds,
+    info = {"run": str(out), "data": str(data), "steps": step, "final_loss": last, "seconds": seconds,
             "samples_per_s": (step - start_step) * global_batch / max(seconds, 1e-9),
             "processes": acc.num_processes, "backbone": cfg.backbone,
             "parameters": sum(p.numel() for p in acc.unwrap_model(model).parameters())}
