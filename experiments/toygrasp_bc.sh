@@ -7,7 +7,7 @@
 #   4. the scaling curve by number of training toys (1, 5, 25, 125, 250) at a fixed 240 successful demos;
 #   5. the shortcut probe (fragmented / overlap / view-aug).
 # Every step skips finished work and resumes killed work, so rerunning the script continues it.
-# Knobs (environment): STEPS, EPISODES, SCALE_STEPS, SCALE_EPISODES, PROBE_DEMOS, PROBE_STEPS,
+# Knobs (environment): NICE (default 19), STEPS, EPISODES, SCALE_STEPS, SCALE_EPISODES, PROBE_DEMOS, PROBE_STEPS,
 # PROBE_EPISODES, STAGES (a subset of "main baselines scaling probe", and of the fixed recipe's
 # "v2 v2scaling v2probe").
 #
@@ -18,7 +18,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SIMLAB=${SIMLAB:-.venv/bin/simlab}
-RUN=(nice -n 19 env OMP_NUM_THREADS=1 OMP_WAIT_POLICY=PASSIVE MUJOCO_GL=egl)
+RUN=(nice -n "${NICE:-19}" env OMP_NUM_THREADS=1 OMP_WAIT_POLICY=PASSIVE MUJOCO_GL=egl)
 STEPS=${STEPS:-1500}
 EPISODES=${EPISODES:-40}
 SCALE_STEPS=${SCALE_STEPS:-600}
