@@ -715,6 +715,24 @@ def train_offline_cmd(
     _print_json(info) if as_json else typer.echo(f"trained offline {cfg.algo} on {cfg.data}: {run.path}")
 
 
+@train_app.command("frame-vae")
+def train_frame_vae_cmd(
+    data: Annotated[Path, typer.Option(help="A collision2d dataset (the VAE works at its resolution).")],
+    out: Annotated[Path, out_dir("Output directory; latent_vae=OUT/vae points a video model at it.")]
+    = Path("runs/frame_vae"),
+    resume: Annotated[bool, typer.Option(help="Continue a killed run from its latest checkpoint.")] = False,
+    overrides: OverridesArg = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """The frozen frame VAE (diffusers AutoencoderKL) for latent video diffusion, trained on the testbed."""
+    from simlab.envs.collision2d.dataset import VideoDataset
+    from simlab.world_models.video_diffusion.latent import frame_vae_config, train_frame_vae
+
+    cfg = frame_vae_config(list(overrides or []), resolution=VideoDataset(data).config.resolution)
+    info = train_frame_vae(cfg, data, out, resume=resume)
+    _print_json(info) if as_json else typer.echo(f"trained frame VAE ({info.get('steps')} steps): {out}")
+
+
 @train_app.command("video-diffusion")
 def train_video_diffusion_cmd(
     data: Annotated[Path, typer.Option(help="A collision2d dataset (its resolution and frame count must match).")],

@@ -314,3 +314,16 @@ def test_bad_latent_vae_is_a_one_line_checkpoint_error(frame_vae: Path, data16: 
                str(tmp_path / "r2"), f"latent_vae={bad}"])
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2 and len(err) == 1 and "cannot load the frame VAE" in err[0]
+
+
+def test_cli_trains_a_frame_vae_and_refuses_bad_keys(data16: Path, tmp_path: Path, capsys) -> None:
+    from simlab.cli import main
+
+    tiny = ["channels=[8,16]", "batch_size=2", "frames_per_video=2", "max_steps=2", "log_every=1",
+            "checkpoint_every=2"]
+    assert main(["train", "frame-vae", "--data", str(data16), "--out", str(tmp_path / "v"), "--json", *tiny]) == 0
+    assert (tmp_path / "v" / "vae" / "config.json").exists()
+    capsys.readouterr()
+    assert main(["train", "frame-vae", "--data", str(data16), "--out", str(tmp_path / "w"), "nope=1"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "nope" in err and len(err.splitlines()) == 1 and not (tmp_path / "w").exists()

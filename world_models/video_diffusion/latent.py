@@ -32,7 +32,7 @@ Directory written by :func:`train_frame_vae`::
 latent video model keeps next to its weights); any missing or corrupt file is a
 one-line :class:`simlab.errors.CheckpointError`.
 
-Run: ``python -m simlab.world_models.video_diffusion.latent --data DIR --out DIR [key=value ...]``.
+Run: ``simlab train frame-vae --data DIR --out DIR [--resume] [key=value ...]`` (or ``python -m simlab.world_models.video_diffusion.latent``).
 """
 
 from __future__ import annotations
