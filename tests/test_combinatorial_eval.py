@@ -11,7 +11,7 @@ import pytest
 pytest.importorskip("pymunk")
 pytest.importorskip("diffusers")
 
-from simlab.cli import main  # noqa: E402
+from simlab.cli import main
 
 FRAMES = 6
 
