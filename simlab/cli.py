@@ -132,8 +132,8 @@ def collect_combinatorial_cmd(
         help="train | test_in (new variants of the training templates) | test_out (the 10 held-out templates)")
     ] = "train",
     size: Annotated[int, count_opt("Number of videos.")] = 1000,
-    train_templates: Annotated[int, typer.Option(help="Training templates: 6 | 30 | 60 (nested).")] = 30,
-    resolution: Annotated[int, typer.Option(help="Frame side in pixels: 32 | 64 | 128.")] = 32,
+    train_templates: Annotated[int, count_opt("Training templates: 6 | 30 | 60 (nested).", 1, 70)] = 30,
+    resolution: Annotated[int, count_opt("Frame side in pixels: 32 | 64 | 128.", 16, 1024)] = 32,
     frames: Annotated[int, count_opt("Frames per video.", 2, 256)] = 32,
     seed: Annotated[int, seed_opt("Seed of the scene variants.")] = 0,
     videos_per_shard: Annotated[int, count_opt("Videos per shard file.")] = 1024,
