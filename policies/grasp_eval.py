@@ -217,7 +217,7 @@ def evaluate_grasp(actor: Any, backend: str, splits: list[str] | tuple[str, ...]
     """
     from tqdm.auto import tqdm
 
-    from simlab.envs.toygrasp.ceiling import wilson
+    from simlab.stats import wilson
     from simlab.envs.toygrasp.env import ToyGraspEnv
     from simlab.policies.evaluate import summarize
 

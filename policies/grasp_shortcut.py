@@ -113,7 +113,7 @@ def run_shortcut_probe(out: str | Path, demos: int = 200, steps: int = 1000, epi
 
     ``noise``: DART noise of the collected demos (:class:`~simlab.envs.toygrasp.dataset.GraspCollectConfig`).
     """
-    from simlab.envs.toygrasp.ceiling import wilson
+    from simlab.stats import wilson
     from simlab.envs.toygrasp.dataset import GraspCollectConfig, collect_toygrasp
     from simlab.policies.grasp_bc import GraspBCPolicy, grasp_bc_config, train_grasp_bc
     from simlab.policies.grasp_eval import ExpertActor

@@ -30,7 +30,7 @@ def test_toygrasp_benchmark_json() -> None:
 
 
 def test_wilson_interval() -> None:
-    from simlab.envs.toygrasp.ceiling import wilson
+    from simlab.stats import wilson
 
     lo, hi = wilson(95, 100)
     assert lo == pytest.approx(0.888, abs=1e-3) and hi == pytest.approx(0.978, abs=1e-3)

@@ -23,19 +23,9 @@ from simlab.envs.combinatorial.abnormality import (
     thresholds_for,
 )
 from simlab.errors import ConfigError
+from simlab.stats import wilson as wilson_ci
 
 REPORT_VERSION = 1
-
-
-def wilson_ci(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
-    """95% Wilson score interval of a rate ``k / n`` (``(0, 1)`` when ``n == 0``)."""
-    if n == 0:
-        return 0.0, 1.0
-    p = k / n
-    d = 1 + z * z / n
-    c = (p + z * z / (2 * n)) / d
-    h = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / d
-    return max(0.0, c - h), min(1.0, c + h)
 
 
 def split_table(generated: np.ndarray, truth: np.ndarray, thresholds: dict[str, float] | None = None) -> dict:

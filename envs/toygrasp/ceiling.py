@@ -13,23 +13,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 from typing import Any
 
 from simlab.envs.toygrasp.splits import split_objects
+from simlab.stats import wilson
 
 MAX_STEPS = 50
-
-
-def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
-    """Wilson score interval of ``k`` successes in ``n`` trials."""
-    if n == 0:
-        return 0.0, 1.0
-    p = k / n
-    d = 1 + z * z / n
-    c = (p + z * z / (2 * n)) / d
-    h = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / d
-    return max(0.0, c - h), min(1.0, c + h)  # clamped: rounding can leave -1e-17
 
 
 def expert_success(backend: str, split: str, episodes: int = 100, resolution: int = 96) -> dict[str, Any]:
