@@ -310,6 +310,25 @@ EPISODE_STEP_KEYS = ("actions", "rewards", "terminations", "truncations", "level
 """Per-step arrays of the episode dicts of :meth:`ShardedTransitions.episodes`."""
 
 
+def read_shard_range(root: str | os.PathLike[str], shards: list[dict[str, Any]], total: int, start: int,
+                     stop: int | None, read: Any) -> list[Any]:
+    """The parts of items ``[start, stop)`` of a sharded dataset, one per shard they touch, in order.
+
+    ``shards`` are manifest records (``start``, ``stop`` item indices); ``read(shard, lo, hi)``
+    reads items ``lo..hi`` counted from that shard's start. DatasetError (one line) for a range
+    outside ``0..total``. The one range loop of every sharded reader (videos, transitions).
+    """
+    stop = total if stop is None else stop
+    if not 0 <= start <= stop <= total:
+        raise DatasetError(f"{root}: range [{start}, {stop}) outside 0..{total}")
+    parts = []
+    for s in shards:
+        lo, hi = max(start, s["start"]), min(stop, s["stop"])
+        if lo < hi:
+            parts.append(read(s, lo - s["start"], hi - s["start"]))
+    return parts
+
+
 class ShardedTransitions:
     """Reader base of the transition datasets (procgen, gym-image).
 
@@ -398,14 +417,8 @@ class ShardedTransitions:
     def load(self, start: int = 0, stop: int | None = None,
              keys: tuple[str, ...] = TRANSITION_KEYS) -> dict[str, np.ndarray]:
         """Transitions ``[start, stop)`` as a dict of arrays (see the module docstring)."""
-        stop = len(self) if stop is None else stop
-        if not 0 <= start <= stop <= len(self):
-            raise DatasetError(f"{self.root}: range [{start}, {stop}) outside 0..{len(self)}")
-        parts = []
-        for s in self.shards:
-            lo, hi = max(start, s["start"]), min(stop, s["stop"])
-            if lo < hi:
-                parts.append(self._read(s, slice(lo - s["start"], hi - s["start"]), keys))
+        parts = read_shard_range(self.root, self.shards, len(self), start, stop,
+                                 lambda s, lo, hi: self._read(s, slice(lo, hi), keys))
         if not parts:
             return {k: np.empty((0,), np.int64) for k in keys}
         return {k: np.concatenate([p[k] for p in parts]) for k in keys}

@@ -31,6 +31,7 @@ from simlab.data import (
     open_h5,
     read_h5_array,
     read_manifest,
+    read_shard_range,
     shard_name,
     shard_record,
     write_h5_shard,
@@ -299,14 +300,8 @@ class VideoDataset:
 
     def load(self, start: int = 0, stop: int | None = None, frames: bool = True) -> dict[str, np.ndarray]:
         """Videos ``[start, stop)`` as one dict of arrays (``frames`` ``(n,T,H,W,3)`` uint8)."""
-        stop = len(self) if stop is None else stop
-        if not 0 <= start <= stop <= len(self):
-            raise DatasetError(f"{self.root}: range [{start}, {stop}) outside 0..{len(self)}")
-        parts = []
-        for s in self.shards:
-            lo, hi = max(start, s["start"]), min(stop, s["stop"])
-            if lo < hi:
-                parts.append(self._read_shard(s, lo - s["start"], hi - s["start"], frames))
+        parts = read_shard_range(self.root, self.shards, len(self), start, stop,
+                                 lambda s, lo, hi: self._read_shard(s, lo, hi, frames))
         if not parts:
             return {}
         return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
