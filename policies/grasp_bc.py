@@ -58,7 +58,9 @@ class GraspBCConfig:
     data: str = ""
     """A ``simlab collect toygrasp`` dataset directory (only its successful demos are used)."""
     encoder: str = "detpool"
-    """detpool (features pooled over the target mask) | meanpool (over the whole image)."""
+    """detpool (features pooled over the target mask) | meanpool (over the whole image) | slots (one
+    detection-pooled slot per object mask, not told which is the target; the goal picks one by
+    attention, :mod:`simlab.policies.grasp_slots`; needs a dataset with per-object masks)."""
     toys: int = 0
     """Use only demos of toys ``toy/0 .. toy/toys-1`` (0: every demo; for scaling curves)."""
     max_demos: int = 0
@@ -165,7 +167,9 @@ class GraspData:
         proprio: ``(N, 8)`` float32; actions: ``(N, 5)`` float32 in [-1, 1];
         start, stop: ``(N,)`` int64, the first step and one past the last step of each step's demo;
         goal: ``(N, G)`` float32 goal vectors, or None;
-        source, fingerprint, demos, objects: provenance.
+        source, fingerprint, demos, objects: provenance;
+        object_masks: ``(N, K, H, W)`` uint8 per-object masks (0/255, image order), or None (not
+        loaded, or not in the dataset).
     """
 
     rgb: np.ndarray
@@ -180,6 +184,7 @@ class GraspData:
     demos: int
     objects: int
     backend: str
+    object_masks: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.actions)
@@ -205,12 +210,14 @@ def balanced_subset(eps: list[dict[str, Any]], count: int) -> list[dict[str, Any
     return [eps[i] for i in sorted(order[:count])]
 
 
-def load_grasp_data(root: str, toys: int = 0, max_demos: int = 0) -> GraspData:
+def load_grasp_data(root: str, toys: int = 0, max_demos: int = 0, object_masks: bool = False) -> GraspData:
     """The successful demos of a toy-grasp dataset: of toys ``toy/0 .. toy/toys-1`` only when
-    ``toys`` > 0, at most ``max_demos`` of them (balanced over objects) when > 0.
+    ``toys`` > 0, at most ``max_demos`` of them (balanced over objects) when > 0; with
+    ``object_masks`` also their per-object masks (the slot encoder's input).
 
     Raises:
-        DatasetError: not a toy-grasp dataset, corrupt, or no successful demo left after filtering.
+        DatasetError: not a toy-grasp dataset, corrupt, no successful demo left after filtering, or
+            ``object_masks`` asked of a dataset without them.
     """
     from simlab.envs.toygrasp.dataset import GraspDemos
 
@@ -226,7 +233,11 @@ def load_grasp_data(root: str, toys: int = 0, max_demos: int = 0) -> GraspData:
         eps = balanced_subset(eps, max_demos)
     if not eps:
         raise DatasetError(f"{root}: no successful demo" + (f" of toys 0..{toys - 1}" if toys else ""))
-    keep: dict[str, list[np.ndarray]] = {k: [] for k in ("rgb", "mask", "proprio", "actions", "goal")}
+    if object_masks and any(ep.get("object_masks") is None for ep in eps):
+        raise DatasetError(f"{root}: no per-object masks (the slots encoder needs a dataset collected with "
+                           f"simlab collect toygrasp --object-masks)")
+    keep: dict[str, list[np.ndarray]] = {k: [] for k in ("rgb", "mask", "proprio", "actions", "goal",
+                                                         "object_masks")}
     bounds, n_steps = [], 0
     for ep in eps:
         n = len(ep["actions"])
@@ -234,6 +245,8 @@ def load_grasp_data(root: str, toys: int = 0, max_demos: int = 0) -> GraspData:
             keep[k].append(ep[k])
         if ep.get("goal") is not None:
             keep["goal"].append(np.repeat(np.asarray(ep["goal"], np.float32)[None], n, 0))
+        if object_masks:
+            keep["object_masks"].append(ep["object_masks"])
         bounds.append((n_steps, n_steps + n))
         n_steps += n
     if keep["goal"] and len(keep["goal"]) != len(eps):
@@ -247,7 +260,8 @@ def load_grasp_data(root: str, toys: int = 0, max_demos: int = 0) -> GraspData:
                      np.concatenate(keep["proprio"]).astype(np.float32),
                      np.concatenate(keep["actions"]).astype(np.float32), start, stop,
                      np.concatenate(keep["goal"]) if keep["goal"] else None, str(root), fp, len(bounds),
-                     len(objects), ds.config.backend)
+                     len(objects), ds.config.backend,
+                     np.concatenate(keep["object_masks"]) if object_masks else None)
 
 
 def shift_images(rgb: np.ndarray, mask: np.ndarray, shifts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -272,13 +286,19 @@ def shift_images(rgb: np.ndarray, mask: np.ndarray, shifts: np.ndarray) -> tuple
 
 
 def make_batch(data: GraspData, idx: np.ndarray, context: int, chunk: int, shift: int = 0,
-               rng: np.random.Generator | None = None) -> dict[str, np.ndarray]:
-    """Arrays of the samples at steps ``idx`` (B,): ``rgb (B, T, H, W, 3)``, ``mask (B, T, H, W)``,
+               rng: np.random.Generator | None = None, objects: bool = False) -> dict[str, np.ndarray]:
+    """Arrays of the samples at steps ``idx`` (B,): ``rgb (B, T, H, W, 3)``, ``mask (B, T, H, W)``
+    (with ``objects``: the per-object masks ``(B, T, K, H, W)`` instead of the target's),
     ``proprio (B, T, 8)``, ``actions (B, chunk, 5)``, ``goal (B, G)`` (if any); ``T = context``."""
     ci = data.context_index(idx, context)
-    rgb, mask = data.rgb[ci], data.mask[ci]
+    if objects and data.object_masks is None:
+        raise DatasetError(f"{data.source}: per-object masks were not loaded")
+    rgb, mask = data.rgb[ci], (data.object_masks[ci] if objects else data.mask[ci])
     if shift and rng is not None:
-        rgb, mask = shift_images(rgb, mask, rng.integers(-shift, shift + 1, (len(idx), 2)))
+        b = mask.shape[0]
+        rgb, flat = shift_images(rgb, mask.reshape(b, -1, *mask.shape[-2:]),
+                                 rng.integers(-shift, shift + 1, (len(idx), 2)))
+        mask = flat.reshape(mask.shape)
     out = {"rgb": rgb, "mask": mask, "proprio": data.proprio[ci], "actions": data.actions[data.chunk_index(idx, chunk)]}
     if data.goal is not None:
         out["goal"] = data.goal[idx]
@@ -309,7 +329,8 @@ def save_grasp_policy(path: str | Path, network: Any, meta: dict[str, Any] | Non
     n = network.image_size
     write_sealed_json(path / CONFIG_NAME, {
         "format_version": FORMAT_VERSION, "class": CLASS_NAME, "simlab_version": simlab.__version__,
-        "observation_space": {"type": "Dict", "rgb": [n, n, 3], "mask": [n, n, 1], "proprio": [8]},
+        "observation_space": {"type": "Dict", "rgb": [n, n, 3], "mask": [n, n, 1], "proprio": [8],
+                              **({"objects": [network.slots, n, n]} if getattr(network, "slots", 0) else {})},
         "action_space": {"type": "Box", "shape": [5], "low": -1.0, "high": 1.0},
         "network": network.config, "weights_sha256": sha256_file(path / WEIGHTS_NAME), "meta": meta,
     })
@@ -393,13 +414,24 @@ class GraspBCPolicy:
         self.feats: list[Any] = []
         self.props: list[np.ndarray] = []
         self.queue: list[np.ndarray] = []
+        self.last_attention: np.ndarray | None = None
+        """slots encoder: ``(K,)`` attention over the current frame's slots at the last chunk prediction."""
 
     def _check(self, obs: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         n = self.network.image_size
+        k = getattr(self.network, "slots", 0)
         try:
-            rgb, mask, prop = np.asarray(obs["rgb"]), np.asarray(obs["mask"]), np.asarray(obs["proprio"], np.float32)
+            rgb, mask, prop = (np.asarray(obs["rgb"]), np.asarray(obs["objects" if k else "mask"]),
+                               np.asarray(obs["proprio"], np.float32))
         except (KeyError, TypeError, IndexError):
-            raise ConfigError("grasp policy expects a dict observation with rgb, mask, proprio") from None
+            raise ConfigError("grasp policy expects a dict observation with rgb, " + (
+                "objects (per-object masks: ToyGraspEnv(object_masks=True))" if k else "mask") + ", proprio") from None
+        if k:
+            if mask.shape != (k, n, n):
+                raise ConfigError(f"slot policy expects objects ({k}, {n}, {n}) (one mask per slot), got {mask.shape}")
+            if rgb.shape != (n, n, 3) or prop.shape != (8,):
+                raise ConfigError(f"grasp policy expects rgb ({n}, {n}, 3), proprio (8,); got {rgb.shape}, {prop.shape}")
+            return rgb, mask.astype(np.uint8), prop
         if mask.ndim == 3:
             mask = mask[..., 0]
         if rgb.shape != (n, n, 3) or mask.shape != (n, n) or prop.shape != (8,):
@@ -417,6 +449,9 @@ class GraspBCPolicy:
         with torch.no_grad():
             goal = None if self.goal is None else torch.as_tensor(self.goal, dtype=torch.float32)[None]
             out = self.network.head_forward(torch.stack(feats)[None], torch.from_numpy(np.stack(props))[None], goal)
+        att = getattr(self.network, "last_attention", None)
+        if getattr(self.network, "slots", 0) and att is not None:
+            self.last_attention = att[0, -1].numpy()
         return out[0].numpy()
 
     def act(self, obs: dict[str, np.ndarray], deterministic: bool = True) -> np.ndarray:
@@ -452,7 +487,8 @@ def train_grasp_bc(cfg: GraspBCConfig, out: str | Path, resume: bool = False, pr
     from simlab.policies import bc
     from simlab.policies.grasp_net import GraspBCNet
 
-    data = load_grasp_data(cfg.data, cfg.toys, cfg.max_demos)  # validate before touching the run dir
+    slots = cfg.encoder == "slots"
+    data = load_grasp_data(cfg.data, cfg.toys, cfg.max_demos, object_masks=slots)  # validate before the run dir
     h, w = data.mask.shape[1:]
     if h != w or h % cfg.patch:
         raise ConfigError(f"{data.source}: need square images divisible by patch={cfg.patch}, got {h}x{w}")
@@ -464,7 +500,8 @@ def train_grasp_bc(cfg: GraspBCConfig, out: str | Path, resume: bool = False, pr
 
     torch.manual_seed(cfg.seed)
     model = GraspBCNet(cfg.encoder, h, cfg.patch, cfg.channels, cfg.context, cfg.chunk, cfg.hidden,
-                       0 if data.goal is None else data.goal.shape[1], pooled_coords=cfg.pooled_coords)
+                       0 if data.goal is None else data.goal.shape[1], pooled_coords=cfg.pooled_coords,
+                       slots=data.object_masks.shape[1] if slots and data.object_masks is not None else 0)
     model.set_proprio_stats(data.proprio.mean(0), data.proprio.std(0))
     model = model.to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -495,7 +532,8 @@ def train_grasp_bc(cfg: GraspBCConfig, out: str | Path, resume: bool = False, pr
             if epoch != perm_epoch:
                 perm_epoch, perm = epoch, np.random.default_rng([cfg.seed, epoch]).permutation(n)
             idx = perm[b * cfg.batch_size:(b + 1) * cfg.batch_size]
-            batch = make_batch(data, idx, cfg.context, cfg.chunk, cfg.shift, np.random.default_rng([cfg.seed, step, 1]))
+            batch = make_batch(data, idx, cfg.context, cfg.chunk, cfg.shift, np.random.default_rng([cfg.seed, step, 1]),
+                               objects=slots)
             t = {k: torch.from_numpy(np.ascontiguousarray(v)).to(device) for k, v in batch.items()}
             for g in opt.param_groups:
                 g["lr"] = sched(step)

@@ -217,13 +217,15 @@ def evaluate_grasp(actor: Any, backend: str, splits: list[str] | tuple[str, ...]
     """
     from tqdm.auto import tqdm
 
-    from simlab.stats import wilson
     from simlab.envs.toygrasp.env import ToyGraspEnv
     from simlab.policies.evaluate import summarize
+    from simlab.stats import wilson
 
     splits = list(splits)
     if not splits:
         raise ConfigError("evaluate_grasp needs at least one split")
+    if getattr(getattr(actor, "network", None), "slots", 0):  # the slot encoder reads every object's mask
+        env_kwargs = {"object_masks": True, **(env_kwargs or {})}
     plans = {s: episode_plan(s, episodes, seed) for s in splits}
     n_videos = max(0, int(videos_per_split)) if video_dir is not None else 0
     result: dict[str, dict[str, Any]] = {}

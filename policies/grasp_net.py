@@ -9,7 +9,10 @@ This is that comparison at CPU scale, with both encoders the same network
 - ``detpool``: feature-map cell ``(i, j)`` gets the weight "fraction of its
   pixels that belong to the target mask"; the feature is the weighted mean
   (zeros when the target is not visible);
-- ``meanpool``: every cell weight 1 (the mask is not used at all).
+- ``meanpool``: every cell weight 1 (the mask is not used at all);
+- ``slots``: the mask input is one mask per object on the table ``(K, H, W)``
+  (not told which is the target); each is detection-pooled into a slot and a
+  goal-queried attention picks among them (:mod:`~simlab.policies.grasp_slots`).
 
 Per frame: ``rgb (H, W, 3)`` uint8 + two coordinate channels (x, y in [-1, 1])
 -> conv ``patch x patch`` stride ``patch`` -> ReLU -> two 3x3 convs (ReLU)
@@ -43,7 +46,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-ENCODERS = ("detpool", "meanpool")
+ENCODERS = ("detpool", "meanpool", "slots")
 ACTION_DIM = 5
 PROPRIO_DIM = 8
 
@@ -93,20 +96,29 @@ class GraspBCNet(nn.Module):
             head's input (0: none).
         pooled_coords: append each cell's coordinates to the feature map after the convs (module
             docstring). False (the default of saved policies that predate it) reproduces them.
+        slots: object masks per frame K of the ``slots`` encoder (>= 1 there, 0 otherwise; the
+            default of saved policies that predate it).
     """
 
     def __init__(self, encoder: str = "detpool", image_size: int = 96, patch: int = 4, channels: int = 32,
                  context: int = 2, chunk: int = 8, hidden: int = 256, goal_dim: int = 0,
-                 pooled_coords: bool = False) -> None:
+                 pooled_coords: bool = False, slots: int = 0) -> None:
         super().__init__()
         if encoder not in ENCODERS:
             raise ValueError(f"encoder must be one of {ENCODERS}, got {encoder!r}")
+        if (encoder == "slots") != (slots >= 1) or slots < 0:
+            raise ValueError(f"slots must be >= 1 for the slots encoder and 0 otherwise, got {slots} ({encoder})")
         if image_size % patch:
             raise ValueError(f"image_size {image_size} is not divisible by patch {patch}")
         self.encoder_kind, self.image_size, self.patch, self.channels = encoder, image_size, patch, channels
         self.context, self.chunk, self.hidden, self.goal_dim = context, chunk, hidden, goal_dim
-        self.pooled_coords = bool(pooled_coords)
+        self.pooled_coords, self.slots = bool(pooled_coords), int(slots)
         self.feature_dim = channels + (2 if self.pooled_coords else 0)
+        self.last_attention: torch.Tensor | None = None
+        if self.slots:
+            from simlab.policies.grasp_slots import SlotSelector
+
+            self.selector = SlotSelector(self.feature_dim, goal_dim)
         self.stem = nn.Conv2d(5, channels, patch, stride=patch)
         self.conv1 = nn.Conv2d(channels, channels, 3, padding=1)
         self.conv2 = nn.Conv2d(channels, channels, 3, padding=1)
@@ -126,7 +138,8 @@ class GraspBCNet(nn.Module):
         """Constructor arguments (JSON types): ``GraspBCNet(**net.config)`` rebuilds it."""
         return {"encoder": self.encoder_kind, "image_size": self.image_size, "patch": self.patch,
                 "channels": self.channels, "context": self.context, "chunk": self.chunk, "hidden": self.hidden,
-                "goal_dim": self.goal_dim, "pooled_coords": self.pooled_coords}
+                "goal_dim": self.goal_dim, "pooled_coords": self.pooled_coords,
+                **({"slots": self.slots} if self.slots else {})}
 
     def set_proprio_stats(self, mean: Any, std: Any) -> None:
         """Normalisation of the proprioception (8,) each; std is floored at 1e-3."""
@@ -150,12 +163,30 @@ class GraspBCNet(nn.Module):
         return w if self.encoder_kind == "detpool" else torch.ones_like(w)
 
     def encode(self, rgb: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """One feature per frame: ``rgb (N, H, W, 3)`` uint8, ``mask (N, H, W)`` -> ``(N, feature_dim)``."""
+        """One feature per frame: ``rgb (N, H, W, 3)`` uint8, ``mask (N, H, W)`` -> ``(N, feature_dim)``.
+
+        ``slots`` encoder: ``mask (N, K, H, W)`` object masks -> slots ``(N, K, feature_dim)`` in image
+        order (:func:`~simlab.policies.grasp_slots.slot_features`).
+        """
+        if self.slots:
+            from simlab.policies.grasp_slots import slot_features
+
+            if mask.ndim != 4 or mask.shape[1] != self.slots:
+                raise ValueError(f"the slots encoder expects (N, {self.slots}, H, W) object masks, "
+                                 f"got shape {tuple(mask.shape)}")
+            return slot_features(self.feature_map(rgb), mask, self.patch)[0]
         return weighted_pool(self.feature_map(rgb), self.pool_weights(mask))
 
     def head_forward(self, feats: torch.Tensor, proprio: torch.Tensor, goal: torch.Tensor | None = None
                      ) -> torch.Tensor:
-        """``feats (B, T, feature_dim)``, ``proprio (B, T, 8)``, ``goal (B, goal_dim)`` -> actions ``(B, chunk, 5)`` in (-1, 1)."""
+        """``feats (B, T, feature_dim)``, ``proprio (B, T, 8)``, ``goal (B, goal_dim)`` -> actions ``(B, chunk, 5)`` in (-1, 1).
+
+        ``slots`` encoder: ``feats (B, T, K, feature_dim)``; the goal-queried attention turns them into
+        ``(B, T, feature_dim)`` first, its weights ``(B, T, K)`` kept in ``last_attention``.
+        """
+        if self.slots:
+            feats, att = self.selector(feats, goal)
+            self.last_attention = att.detach()
         p = (proprio - self.proprio_mean) / self.proprio_std
         x = torch.cat([feats, p], -1).flatten(1)
         if self.goal_dim:
@@ -166,7 +197,9 @@ class GraspBCNet(nn.Module):
 
     def forward(self, rgb: torch.Tensor, mask: torch.Tensor, proprio: torch.Tensor,
                 goal: torch.Tensor | None = None) -> torch.Tensor:
-        """``rgb (B, T, H, W, 3)`` uint8, ``mask (B, T, H, W)``, ``proprio (B, T, 8)`` -> ``(B, chunk, 5)``."""
+        """``rgb (B, T, H, W, 3)`` uint8, ``mask (B, T, H, W)`` (slots: ``(B, T, K, H, W)``),
+        ``proprio (B, T, 8)`` -> ``(B, chunk, 5)``."""
         b, t = rgb.shape[:2]
-        feats = self.encode(rgb.flatten(0, 1), mask.flatten(0, 1)).view(b, t, -1)
+        feats = self.encode(rgb.flatten(0, 1), mask.flatten(0, 1))
+        feats = feats.view(b, t, *feats.shape[1:])
         return self.head_forward(feats, proprio, goal)

@@ -225,6 +225,8 @@ def collect_toygrasp_cmd(
     noise: Annotated[float, fraction_opt(
         "DART noise: std (action units) added to the executed approach moves; the labels stay the "
         "expert's corrections (0: off).")] = 0.0,
+    object_masks: Annotated[bool, typer.Option(help="Also record one mask per object on the table (the "
+                                                    "slots encoder's input).")] = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Record scripted-expert grasps of toys (or unseen objects) as HDF5 demos (images, masks, actions, success)."""
@@ -233,7 +235,7 @@ def collect_toygrasp_cmd(
 
     cfg = GraspCollectConfig(backend=backend, split=split, toys=toys, demos=demos, seed=seed,
                              resolution=resolution, demos_per_shard=demos_per_shard, scene=scene,
-                             overlap=overlap, view_aug=view_aug, noise=noise)
+                             overlap=overlap, view_aug=view_aug, noise=noise, object_masks=object_masks)
     res = collect_toygrasp(cfg, out, shard=parse_shard(shard), resume=resume)
     info = summary_json(res, cfg)
     if as_json:
@@ -662,8 +664,9 @@ def train_bc_cmd(
     out: Annotated[Path, out_dir("Run directory.")],
     env: Annotated[str, typer.Option(help="The env the data comes from, e.g. simlab/Maze-v0 "
                                           "(default: the dataset's).")] = "",
-    encoder: Annotated[str | None, typer.Option(help="Grasp BC on a toygrasp dataset: detpool | meanpool "
-                                                     "(default detpool for a toygrasp dataset).")] = None,
+    encoder: Annotated[str | None, typer.Option(help="Grasp BC on a toygrasp dataset: detpool | meanpool | slots "
+                                                     "(default detpool for a toygrasp dataset; slots needs "
+                                                     "--object-masks demos).")] = None,
     preset: Annotated[list[str] | None, typer.Option(help="Named presets applied in order.")] = None,
     resume: Annotated[bool, typer.Option(help="Continue a killed run from its latest checkpoint.")] = False,
     overrides: OverridesArg = None,
@@ -867,6 +870,8 @@ def eval_shortcut_probe_cmd(
     = "fragmented,overlap,view-aug",
     noise: Annotated[float, fraction_opt("DART noise of the demos (std, action units; 0: off).")] = 0.0,
     seed: Annotated[int, seed_opt("Seed of data, training and probe episodes.")] = 0,
+    encoder: Annotated[str, typer.Option(help="meanpool | slots (one detection-pooled slot per object, the "
+                                              "instruction attends to one).")] = "meanpool",
     overrides: OverridesArg = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -874,7 +879,7 @@ def eval_shortcut_probe_cmd(
     the other sub-dataset's toy and count how often the policy grasps the shortcut's toy instead."""
     from simlab.policies.grasp_shortcut import format_probe, run_shortcut_probe
 
-    rep = run_shortcut_probe(out, demos, steps, episodes, overlap, seed=seed, noise=noise,
+    rep = run_shortcut_probe(out, demos, steps, episodes, overlap, seed=seed, noise=noise, encoder=encoder,
                              variants=tuple(comma_list(variants, "--variants")),
                              bc_overrides=tuple(overrides or ()))
     _print_json(rep) if as_json else typer.echo(format_probe(rep) + f"details: {out / 'report.json'}")

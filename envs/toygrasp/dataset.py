@@ -31,6 +31,9 @@ Arrays of a shard (``n`` steps, ``m`` demos; each demo's steps contiguous):
 ``goal``        (m, 2) float32       shortcut scene only: target colour one-hot [red, blue]
 ``view_y``      (m,) float32         shortcut scene only: camera eye y, m
 ``swapped``     (m,) bool            shortcut scene only: the other sub-dataset's task
+``object_masks`` (n, K, H, W) uint8  with ``object_masks=True`` only: one mask per object on the
+                                     table, 0/255, in image order (the env's ``objects``
+                                     observation, K = 2; gzip)
 =============== ==================== ================================================
 
 ``scene="shortcut"`` (:mod:`~simlab.envs.toygrasp.shortcut`) records the
@@ -71,6 +74,8 @@ STEP_KEYS = ("rgb", "mask", "proprio", "actions", "rewards", "terminations", "tr
 DEMO_KEYS = ("demo_start", "demo_length", "success", "object", "reset_seed")
 OPTIONAL_DEMO_KEYS = ("goal", "view_y", "swapped")
 """Shortcut scene only: target colour one-hot (m, 2) [red, blue], camera eye y (m,) m, task swapped (m,)."""
+OPTIONAL_STEP_KEYS = ("object_masks",)
+"""With ``object_masks=True`` only: per-object masks (n, K, H, W) uint8 (absent in older datasets)."""
 
 
 @dataclass(frozen=True)
@@ -102,6 +107,9 @@ class GraspCollectConfig:
     """DART noise (Laskey et al. 2017): std, in action units, of Gaussian noise added to the executed
     move and yaw while the expert approaches the grasp (:func:`dart_action`); the recorded label stays
     the expert's action, so the demos show how the expert corrects a hand that is off course. 0: off."""
+    object_masks: bool = False
+    """Also record one mask per object on the table (``object_masks``, the env's ``objects``
+    observation), the input of the slot encoder (:mod:`simlab.policies.grasp_slots`)."""
 
     def __post_init__(self) -> None:
         if self.backend not in BACKENDS:
@@ -130,12 +138,15 @@ class GraspCollectConfig:
     def record(self) -> dict[str, Any]:
         """The fields written to ``collect_config.json``, shard attributes and the manifest.
 
-        ``noise`` is left out when 0, so datasets collected before the field existed stay
-        byte-identical to (and resumable by) this code; a reader fills the default back in.
+        ``noise`` (``object_masks``) is left out when 0 (false), so datasets collected before the
+        field existed stay byte-identical to (and resumable by) this code; a reader fills the
+        default back in.
         """
         rec = asdict(self)
         if not self.noise:
             del rec["noise"]
+        if not self.object_masks:
+            del rec["object_masks"]
         return rec
 
     def shard_range(self, j: int) -> tuple[int, int]:
@@ -187,9 +198,10 @@ def rollout_shard(cfg: GraspCollectConfig, j: int, on_demo: Any = None) -> dict[
     from simlab.envs.toygrasp.env import ToyGraspEnv
     from simlab.envs.toygrasp.expert import ScriptedExpert
 
-    env = ToyGraspEnv(cfg.backend, split=cfg.split, train_toys=cfg.toys, resolution=cfg.resolution)
+    env = ToyGraspEnv(cfg.backend, split=cfg.split, train_toys=cfg.toys, resolution=cfg.resolution,
+                      object_masks=cfg.object_masks)
     expert = ScriptedExpert(env)
-    steps: dict[str, list[Any]] = {k: [] for k in STEP_KEYS}
+    steps: dict[str, list[Any]] = {k: [] for k in (*STEP_KEYS, *(OPTIONAL_STEP_KEYS if cfg.object_masks else ()))}
     demos: dict[str, list[Any]] = {k: [] for k in DEMO_KEYS}
     try:
         for d in range(*cfg.shard_range(j)):
@@ -206,6 +218,8 @@ def rollout_shard(cfg: GraspCollectConfig, j: int, on_demo: Any = None) -> dict[
                              ("actions", a), ("rewards", np.float32(r)), ("terminations", term),
                              ("truncations", trunc), ("demo_id", d)):
                     steps[k].append(v)
+                if cfg.object_masks:
+                    steps["object_masks"].append(obs["objects"])
                 obs = nxt
                 if term:
                     break
@@ -221,7 +235,8 @@ def rollout_shard(cfg: GraspCollectConfig, j: int, on_demo: Any = None) -> dict[
     dtypes = {"rgb": np.uint8, "mask": np.uint8, "proprio": np.float32, "actions": np.float32,
               "rewards": np.float32, "terminations": bool, "truncations": bool, "demo_id": np.int64,
               "demo_start": np.int64, "demo_length": np.int64, "success": bool, "object": "S32",
-              "reset_seed": np.int64, "goal": np.float32, "view_y": np.float32, "swapped": bool}
+              "reset_seed": np.int64, "goal": np.float32, "view_y": np.float32, "swapped": bool,
+              "object_masks": np.uint8}
     out = {k: np.asarray(v, dtypes[k]) for k, v in {**steps, **demos}.items()}
     return out
 
@@ -249,12 +264,12 @@ def check_resources(cfg: GraspCollectConfig, root: Path, resume: bool = False) -
     shrink frames at most 10x; masks not counted), a lower bound so a refusal is certain, less what
     a resumed collection has already written.
     """
-    from simlab.envs.toygrasp.env import HOLD_STEPS
+    from simlab.envs.toygrasp.env import HOLD_STEPS, MAX_OBJECTS
     from simlab.resources import MIN_GZIP_RATIO, bytes_under, check_disk, check_memory
 
     per_shard = min(cfg.demos, cfg.demos_per_shard)
     rgb = cfg.resolution ** 2 * 3
-    frame = rgb + cfg.resolution ** 2  # + the uint8 mask
+    frame = rgb + cfg.resolution ** 2 * (1 + (MAX_OBJECTS if cfg.object_masks else 0))  # + the uint8 mask(s)
     check_memory(per_shard * MAX_STEPS * (2 * frame + STEP_OVERHEAD),
                  f"a shard of {per_shard} demos at {cfg.resolution}px (up to {MAX_STEPS} steps each)")
     need = cfg.demos * HOLD_STEPS * rgb * MIN_GZIP_RATIO - (bytes_under(root) if resume else 0)
@@ -274,7 +289,7 @@ def collect_toygrasp(cfg: GraspCollectConfig, out: str | Path, shard: tuple[int,
     check_resources(cfg, root, resume or shard[1] > 1)
     return collect_shards(root, cfg, shard, resume, {"config": cfg.record()},
                           {"format_version": FORMAT_VERSION, "kind": KIND, "config": cfg.record()},
-                          lambda j, tick: rollout_shard(cfg, j, on_demo=lambda: tick(1)), {"rgb", "mask"},
+                          lambda j, tick: rollout_shard(cfg, j, on_demo=lambda: tick(1)), {"rgb", "mask", "object_masks"},
                           _demos_in, lambda: finalize(root, cfg),
                           f"collect toygrasp {cfg.split} ({cfg.backend})", "demo", progress)
 
@@ -321,15 +336,16 @@ class GraspDemos:
         with open_h5(self.root / s["file"]) as f:
             if f.attrs.get("kind") != KIND:
                 raise DatasetError(f"{self.root / s['file']}: not a {KIND} shard")
-            return {name: read_h5_array(f, name) for name in (*STEP_KEYS, *DEMO_KEYS, *OPTIONAL_DEMO_KEYS)
-                    if name in f or name not in OPTIONAL_DEMO_KEYS}
+            optional = (*OPTIONAL_DEMO_KEYS, *OPTIONAL_STEP_KEYS)
+            return {name: read_h5_array(f, name) for name in (*STEP_KEYS, *DEMO_KEYS, *optional)
+                    if name in f or name not in optional}
 
     def episodes(self):  # -> Iterator[dict[str, Any]]
         """Every demo in order: per-step arrays sliced to the demo, plus ``success``, ``object``, ``demo_id``."""
         for k in range(len(self.manifest["shards"])):
             a = self.shard(k)
             for e, (lo, ln) in enumerate(zip(a["demo_start"], a["demo_length"])):
-                ep = {key: a[key][lo:lo + ln] for key in STEP_KEYS}
+                ep = {key: a[key][lo:lo + ln] for key in (*STEP_KEYS, *OPTIONAL_STEP_KEYS) if key in a}
                 ep.update(success=bool(a["success"][e]), object=a["object"][e].decode(),
                           demo_id=int(a["demo_id"][lo]), reset_seed=int(a["reset_seed"][e]))
                 ep.update({key: a[key][e] for key in OPTIONAL_DEMO_KEYS if key in a})

@@ -25,7 +25,12 @@ Observation Space:
     in front of the robot (96 x 96 by default); ``mask`` ``Box(0, 1, (H, W),
     1), uint8)``, 255 where the target object is visible, else 0; ``proprio``
     ``Box(-4, 4, (8,), float32)``: the 7 arm joint angles (rad) and the
-    gripper width (m, 0-0.08).
+    gripper width (m, 0-0.08). With ``object_masks=True`` also ``objects``
+    ``Box(0, 255, (MAX_OBJECTS, H, W), uint8)``: one mask per object on the
+    table (target and distractor alike; ``seg == body id``), in image order
+    (:func:`position_order`: mask centroid column u ascending, then row v;
+    empty masks, e.g. hidden or absent objects, last and all zero), so the
+    order never says which object is the target.
 Rewards:
     1 on the step the task succeeds, else 0.
 Starting State:
@@ -47,7 +52,8 @@ Episode End:
 Arguments:
     ``backend`` (``"pybullet"`` | ``"mujoco"``), ``split`` (``toys-train`` |
     ``toys-test`` | ``objects``), ``train_toys`` (size of ``toys-train``),
-    ``resolution`` (image side, px), ``render_mode`` (``"rgb_array"``).
+    ``resolution`` (image side, px), ``render_mode`` (``"rgb_array"``),
+    ``object_masks`` (add the ``objects`` observation; default off).
 """
 
 from __future__ import annotations
@@ -130,6 +136,25 @@ def make_sim(backend: str, resolution: int):  # -> PyBulletSim | MuJoCoSim
 
 
 
+MAX_OBJECTS = 2
+"""Object masks in the ``objects`` observation (target + at most one distractor)."""
+
+
+def position_order(masks: np.ndarray) -> np.ndarray:
+    """The image order of object masks: ``(K, H, W)`` -> ``(K,)`` int indices.
+
+    Sorted by the mask centroid's column u (px) ascending, ties by its row v ascending;
+    empty masks last (in their input order). The slot encoder uses the same rule
+    (:func:`simlab.policies.grasp_slots.slot_order`).
+    """
+    m = np.asarray(masks) > 0
+    area = m.sum((1, 2))
+    ys, xs = np.arange(m.shape[1]), np.arange(m.shape[2])
+    u = np.where(area > 0, (m.sum(1) * xs).sum(1) / np.maximum(area, 1), np.inf)
+    v = np.where(area > 0, (m.sum(2) * ys).sum(1) / np.maximum(area, 1), np.inf)
+    return np.lexsort((np.arange(len(m)), v, u))
+
+
 RESET_OPTIONS = ("object", "color", "distractor", "distractor_color", "camera_eye")
 """Keys ``reset(options=...)`` accepts (others are a one-line ConfigError)."""
 
@@ -140,7 +165,7 @@ class ToyGraspEnv(gym.Env):
     splits = toygrasp_splits()
 
     def __init__(self, backend: str = "pybullet", split: str = "toys-train", train_toys: int = TRAIN_TOYS,
-                 resolution: int = 96, render_mode: str | None = None) -> None:
+                 resolution: int = 96, render_mode: str | None = None, object_masks: bool = False) -> None:
         from simlab.validate import check_choice, check_int
 
         backend = check_choice("backend", backend, BACKENDS)
@@ -152,11 +177,15 @@ class ToyGraspEnv(gym.Env):
         self.objects = split_objects(split, train_toys)
         self.chain = Chain.from_urdf(panda.lowpoly_urdf_text(), "panda_link0", panda.TCP_LINK)
         self.action_space = spaces.Box(-1.0, 1.0, (5,), np.float32)
-        self.observation_space = spaces.Dict({
+        self.object_masks = bool(object_masks)
+        obs_spaces = {
             "rgb": spaces.Box(0, 255, (resolution, resolution, 3), np.uint8),
             "mask": spaces.Box(0, 255, (resolution, resolution, 1), np.uint8),
             "proprio": spaces.Box(-4.0, 4.0, (8,), np.float32),
-        })
+        }
+        if self.object_masks:
+            obs_spaces["objects"] = spaces.Box(0, 255, (MAX_OBJECTS, resolution, resolution), np.uint8)
+        self.observation_space = spaces.Dict(obs_spaces)
         self.sim = make_sim(backend, resolution)
         self._frame: np.ndarray | None = None
         self.object_name = ""
@@ -227,8 +256,14 @@ class ToyGraspEnv(gym.Env):
         rgb, mask = self.sim.render()
         self._frame = rgb
         proprio = np.concatenate([self.sim.arm_q(), [self.sim.finger_q().sum()]]).astype(np.float32)
-        return {"rgb": rgb, "mask": mask[..., None].astype(np.uint8) * np.uint8(255),
-                "proprio": np.clip(proprio, -4.0, 4.0)}
+        obs = {"rgb": rgb, "mask": mask[..., None].astype(np.uint8) * np.uint8(255),
+               "proprio": np.clip(proprio, -4.0, 4.0)}
+        if self.object_masks:
+            objs = np.zeros((MAX_OBJECTS, *mask.shape), np.uint8)
+            found = np.stack(self.sim.object_masks()).astype(np.uint8) * np.uint8(255)
+            objs[:len(found)] = found[position_order(found)]
+            obs["objects"] = objs
+        return obs
 
     def _info(self, success: bool, lift: float = 0.0) -> dict[str, Any]:
         info = {"is_success": bool(success), "object": self.object_name, "lift": lift,
@@ -306,6 +341,6 @@ class ToyGraspMJEnv(ToyGraspEnv):
     """:class:`ToyGraspEnv` in MuJoCo (``simlab/ToyGraspMJ-v0``)."""
 
     def __init__(self, split: str = "toys-train", train_toys: int = TRAIN_TOYS, resolution: int = 96,
-                 render_mode: str | None = None, backend: str = "mujoco") -> None:
+                 render_mode: str | None = None, backend: str = "mujoco", object_masks: bool = False) -> None:
         super().__init__(backend=backend, split=split, train_toys=train_toys, resolution=resolution,
-                         render_mode=render_mode)
+                         render_mode=render_mode, object_masks=object_masks)

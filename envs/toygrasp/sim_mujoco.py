@@ -251,7 +251,16 @@ class MuJoCoSim:
         finally:
             r.disable_segmentation_rendering()
         mask = (seg[..., 1] == int(self.mj.mjtObj.mjOBJ_GEOM)) & np.isin(seg[..., 0], self.obj_geoms)
+        self.last_mask = mask
         return rgb, mask
+
+    def object_masks(self) -> list[np.ndarray]:
+        """Masks ``(H, W)`` bool of every object of the last :meth:`render` (MuJoCo scenes hold one:
+        the target)."""
+        mask = getattr(self, "last_mask", None)
+        if mask is None:
+            raise RuntimeError("object_masks() before render()")
+        return [mask]
 
     def close(self) -> None:
         """Free the renderer (idempotent)."""

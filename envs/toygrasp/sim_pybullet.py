@@ -233,7 +233,16 @@ class PyBulletSim:
                                               physicsClientId=self.cid)
         rgba = np.asarray(rgba, np.uint8).reshape(self.height, self.width, 4)
         seg = np.asarray(seg).reshape(self.height, self.width)
+        self.last_seg = seg
         return np.ascontiguousarray(rgba[..., :3]), seg == self.obj
+
+    def object_masks(self) -> list[np.ndarray]:
+        """Masks ``(H, W)`` bool of every object body of the last :meth:`render` (``seg == body id``):
+        the target first, then the distractor if there is one."""
+        seg = getattr(self, "last_seg", None)
+        if seg is None:
+            raise RuntimeError("object_masks() before render()")
+        return [seg == b for b in (self.obj, self.distractor) if b is not None]
 
     def close(self) -> None:
         """Disconnect the physics client (idempotent)."""
