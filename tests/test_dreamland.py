@@ -64,6 +64,9 @@ def test_debug_run_writes_everything(unbroken: Path) -> None:
     assert set(d["dream_fidelity"]) == set(rep["variants"])
     panel = d["fidelity_panel"]["dreamland"]
     assert len(panel["names"]) == len(panel["dream"]) == len(panel["real"]) >= 4 + 2 + 1
+    assert panel["dream_episodes"] == 8  # the debug preset's fidelity_dream_episodes
+    for key in ("spearman_trained", "spearman_untrained"):  # None (too few) or a correlation
+        assert key in panel and (panel[key] is None or -1.0 <= panel[key] <= 1.0 or panel[key] != panel[key])
     assert set(d["multistep"]) == set(rep["variants"]) and d["multistep"]["dreamland"]["horizon"] == [1, 2, 4]
     assert set(d["counterfactual"]) == set(rep["variants"])
     cf = d["counterfactual"]["dreamland"]

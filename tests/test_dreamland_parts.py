@@ -248,6 +248,39 @@ def test_foreground_weight_counts_sprite_errors_more() -> None:
         ConvVAE(z_dim=4, width=0)
 
 
+def test_cosine_schedule_decays_the_vae_rate_to_zero() -> None:
+    """``lr_schedule=cosine`` lowers Adam's rate every step and ends at 0; ``constant`` keeps it; the
+    two train different weights from the same seed."""
+    from simlab.world_models.dropout.vae import VAETrainConfig, train_vae
+
+    frames = np.random.default_rng(0).integers(0, 255, (16, 64, 64, 3), dtype=np.uint8)
+    rates: dict[str, list[float]] = {}
+    models = {}
+    for sched in ("cosine", "constant"):
+        rates[sched] = []
+        cfg = VAETrainConfig(z_dim=4, width=4, epochs=3, batch_size=8, lr=1e-3, lr_schedule=sched)
+        models[sched] = train_vae(frames, cfg, seed=0, log=lambda step, m, r=rates[sched]: r.append(m["vae/lr"]))
+    assert rates["constant"] == [1e-3] * 3
+    assert rates["cosine"][0] < 1e-3 and rates["cosine"] == sorted(rates["cosine"], reverse=True)
+    assert rates["cosine"][-1] == pytest.approx(0.0, abs=1e-12)
+    assert any(not torch.equal(a, b) for a, b in zip(models["cosine"].parameters(), models["constant"].parameters()))
+    with pytest.raises(ConfigError, match="lr_schedule"):
+        VAETrainConfig(lr_schedule="linear")
+
+
+def test_fidelity_subsets_split_trained_from_untrained() -> None:
+    from simlab.pipelines.dreamland import fidelity_subsets
+
+    names = ["fixed: stand still", "fixed: sweep wall to wall", "random linear 0", "random linear 1",
+             "CMA mean gen 5", "CMA mean gen 10", "final seed 0", "upper bound seed 0"]
+    real = np.array([100, 150, 200, 250, 300, 310, 320, 330], float)
+    # the dream ranks the untrained half right and the trained half exactly backwards
+    dream = np.array([1, 2, 3, 4, 9, 8, 7, 6], float)
+    out = fidelity_subsets(dream, real, names)
+    assert out["spearman_untrained"] == pytest.approx(1.0) and out["spearman_trained"] == pytest.approx(-1.0)
+    assert fidelity_subsets(dream[2:], real[2:], names[2:])["spearman_untrained"] is None  # 2 untrained: too few
+
+
 # ---- dreams that start from burned-in real states ------------------------------------------------
 def test_dream_starts_carry_the_real_state_and_reload(tmp_path) -> None:
     """Burn-in starts: row i is (z_t, state before z_t) of a real episode; a dream reset there

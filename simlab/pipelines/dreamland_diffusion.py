@@ -83,13 +83,16 @@ class DiffusionDreamlandConfig:
     """Controller seeds of the diffusion variant."""
     fidelity_episodes: int = 4
     """Dream fidelity: episodes per panel controller, in the dream and in the real game."""
+    fidelity_random: int = 4
+    """Dream fidelity: random linear controllers in the panel (fewer than the MDN-RNN dream's: every
+    panel controller costs diffusion-dream steps)."""
     video_steps: int = 48
     """Length of the real | dream video (steps after the real context)."""
 
     def __post_init__(self) -> None:
         for k in ("resolution", "layers_per_block", "train_steps", "num_steps", "start_every", "max_dream_steps",
                   "popsize", "episodes_per_candidate", "generations", "eval_dream_episodes", "seeds",
-                  "fidelity_episodes", "video_steps"):
+                  "fidelity_episodes", "fidelity_random", "video_steps"):
             v = getattr(self, k)
             if isinstance(v, bool) or v < 1:
                 raise ConfigError(f"config key 'diffusion.{k}' must be an integer >= 1, got {v!r}")
@@ -350,7 +353,7 @@ def _panel(dl: Any) -> tuple[list[str], list[Any]]:
         names.append(f"fixed: {name}")
         actors.append(f(0, dl._speed()))
     rng = np.random.default_rng([cfg.seed, 0xF1D])
-    for i in range(cfg.fidelity_random):
+    for i in range(d.fidelity_random):
         c = LinearController(in_dim, dl.actions)
         c.set_params(rng.normal(0.0, 1.0, c.num_params) / np.sqrt(in_dim))
         names.append(f"random linear {i}")
@@ -379,6 +382,7 @@ def _panel(dl: Any) -> tuple[list[str], list[Any]]:
 
 def fidelity(dl: Any) -> dict[str, Any]:
     """Dream vs real return of the panel and their Spearman correlation."""
+    from simlab.pipelines.dreamland import fidelity_subsets
     from simlab.policies.panel import rollout_actors, spearman
 
     cfg, d = dl.cfg, dl.cfg.diffusion
@@ -387,8 +391,8 @@ def fidelity(dl: Any) -> dict[str, Any]:
     dream = rollout_actors(dream_env(dl, d.max_dream_steps), actors, d.fidelity_episodes, seed,
                            d.max_dream_steps).mean(1)
     real = rollout_actors(real_env(dl), actors, d.fidelity_episodes, seed, cfg.fidelity_max_steps).mean(1)
-    return {"spearman": spearman(dream, real), "names": names, "dream": dream.tolist(), "real": real.tolist(),
-            "episodes": d.fidelity_episodes, "max_steps": cfg.fidelity_max_steps, "dream_max_steps": d.max_dream_steps}
+    return {"spearman": spearman(dream, real), **fidelity_subsets(dream, real, names), "names": names,
+            "dream": dream.tolist(), "real": real.tolist(), "episodes": d.fidelity_episodes, "max_steps": cfg.fidelity_max_steps, "dream_max_steps": d.max_dream_steps}
 
 
 def multistep(wm: Any, frames: np.ndarray, ctx_actions: np.ndarray, actions: np.ndarray, horizons: list[int],

@@ -199,7 +199,8 @@ def markdown(dl: Any, s: dict[str, Any]) -> str:
                      f"{p.get('dream_max_steps', p['max_steps'])} steps; {p['episodes']} real episodes each from "
                      f"the start, up to {p['max_steps']} steps)"
                      + (f"; a perfect dream would reach about {ceiling:.2f} against these noisy real means "
-                        "(split-half reliability)." if ceiling is not None and ceiling == ceiling else "."))
+                        "(split-half reliability)." if ceiling is not None and ceiling == ceiling else ".")
+                     + _subset_note(p))
     for var, dp in d.get("death_prediction", {}).items():
         lines.append(f"- **Death prediction** of `{var}` fed real held-out latents (teacher forcing): AUC "
                      f"{dp['auc']:.3f} over {dp['deaths']} deaths in {dp['steps']} steps (mean p_done "
@@ -299,6 +300,17 @@ def plot_learning(dl: Any, s: dict[str, Any]) -> None:
     fig.tight_layout()
     fig.savefig(dl.path / "plots" / "dream_vs_real.png", dpi=100)
     plt.close(fig)
+
+
+def _subset_note(p: dict[str, Any]) -> str:
+    """The fidelity line's tail: the Spearman within the trained and the untrained controllers."""
+    tr, un = p.get("spearman_trained"), p.get("spearman_untrained")
+    if tr is None or un is None or math.isnan(tr) or math.isnan(un):
+        return ""
+    return (f" Within the untrained controllers (fixed, random linear): {un:.2f}; within the trained ones "
+            f"(CMA-ES means, final controllers): {tr:.2f}" + (" (near or below 0: the dream tells good from bad "
+                                                               "play but is exploited among good controllers)."
+                                                               if tr < 0.2 else "."))
 
 
 def plot_fidelity(dl: Any, s: dict[str, Any]) -> None:

@@ -219,6 +219,10 @@ class VAETrainConfig:
     """Frames per gradient step."""
     lr: float = 1e-4
     """Adam learning rate."""
+    lr_schedule: str = "constant"
+    """``constant`` (World Models), or ``cosine``: the rate decays from ``lr`` to 0 over the run's
+    gradient steps (torch's ``CosineAnnealingLR``), so the last epochs settle instead of leaving
+    the weights where the last noisy steps put them."""
     max_steps: int | None = None
     """Stop after this many gradient steps (None: run every epoch)."""
     log_every: int = 0
@@ -230,6 +234,8 @@ class VAETrainConfig:
                 raise ConfigError(f"VAETrainConfig.{name} must be >= 1, got {getattr(self, name)!r}")
         if not self.lr > 0:
             raise ConfigError(f"VAETrainConfig.lr must be > 0, got {self.lr!r}")
+        if self.lr_schedule not in ("constant", "cosine"):
+            raise ConfigError(f"VAETrainConfig.lr_schedule must be 'constant' or 'cosine', got {self.lr_schedule!r}")
         if self.max_steps is not None and self.max_steps < 1:
             raise ConfigError(f"VAETrainConfig.max_steps must be >= 1 or None, got {self.max_steps!r}")
         if self.log_every < 0:
@@ -258,7 +264,7 @@ def train_vae(frames: np.ndarray, cfg: VAETrainConfig | None = None, device: str
         progress: show a tqdm bar over gradient steps.
         seed: seeds the initial weights, the batch order and the reparameterisation
             noise; on CPU two runs with the same seed give identical weights.
-        log: ``log(step, {"vae/loss", "vae/recon", "vae/kl", "vae/epoch"})`` with means
+        log: ``log(step, {"vae/loss", "vae/recon", "vae/kl", "vae/epoch", "vae/lr"})`` with means
             since the last call: after every epoch (and every ``cfg.log_every`` steps).
         model: continue training this VAE instead of a new one (its config must match
             ``cfg.z_dim``).
@@ -284,6 +290,7 @@ def train_vae(frames: np.ndarray, cfg: VAETrainConfig | None = None, device: str
     n = len(frames)
     per_epoch = -(-n // cfg.batch_size)
     total = cfg.epochs * per_epoch if cfg.max_steps is None else min(cfg.max_steps, cfg.epochs * per_epoch)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=total) if cfg.lr_schedule == "cosine" else None
     sums = torch.zeros(3, dtype=torch.float64, device=dev)
     count, step = 0, 0
 
@@ -293,7 +300,8 @@ def train_vae(frames: np.ndarray, cfg: VAETrainConfig | None = None, device: str
             return
         m = (sums / count).tolist()
         if log is not None:
-            log(step, {"vae/loss": m[0], "vae/recon": m[1], "vae/kl": m[2], "vae/epoch": epoch})
+            log(step, {"vae/loss": m[0], "vae/recon": m[1], "vae/kl": m[2], "vae/epoch": epoch,
+                       "vae/lr": float(opt.param_groups[0]["lr"])})
         bar.set_postfix(loss=f"{m[0]:.2f}")
         sums.zero_()
         count = 0
@@ -311,6 +319,8 @@ def train_vae(frames: np.ndarray, cfg: VAETrainConfig | None = None, device: str
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
+                if sched is not None:
+                    sched.step()
                 sums += torch.stack([loss.detach(), recon.detach(), kl.detach()]).double()
                 count += 1
                 step += 1
