@@ -213,8 +213,9 @@ def format_probe(report: dict[str, Any]) -> str:
     lines = [head + (" attended the instructed toy | attended the other toy |" if slots else ""),
              "|---|---|---|---:|---:|---:|---:|---:|" + ("---:|---:|" if slots else "")]
     rows = [(f"BC, {v}", e) for v, e in report["variants"].items()] + [("scripted expert", report["expert"])]
+    order = {f"{view}/{color}": i for i, (view, color, _) in enumerate(CONDITIONS)}
     for label, entry in rows:
-        for cond, c in entry["conditions"].items():
+        for cond, c in sorted(entry["conditions"].items(), key=lambda kv: order.get(kv[0], len(order))):
             n = c["n"]
             att = (f" {c.get('attended_instructed', 0)}/{n} | {c.get('attended_other', 0)}/{n} |"
                    if slots and label != "scripted expert" else " - | - |" if slots else "")
