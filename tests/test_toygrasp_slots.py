@@ -227,3 +227,27 @@ def test_slot_policy_trains_acts_on_the_instruction_and_refuses_a_slot_count_mis
         pol.act({**obs, "objects": obs["objects"][:1]})  # a slot count mismatch
     with pytest.raises(ConfigError, match="objects"):
         pol.act({k: v for k, v in obs.items() if k != "objects"})
+
+
+def test_a_probe_directory_of_another_encoder_is_refused(tmp_path: Path) -> None:
+    from simlab.policies.grasp_shortcut import run_shortcut_probe
+
+    (tmp_path / "probe_results.json").write_text(json.dumps({"fragmented": {"conditions": {}}}))  # meanpool, pre-slots
+    with pytest.raises(ConfigError, match="meanpool encoder, not slots"):
+        run_shortcut_probe(tmp_path, demos=2, steps=1, episodes=1, toys=4, encoder="slots", progress=False)
+
+
+@pytest.mark.slow
+def test_slot_probe_runs_end_to_end_and_reports_the_attention(tmp_path: Path) -> None:
+    pytest.importorskip("pybullet")
+    from simlab.policies.grasp_shortcut import run_shortcut_probe
+
+    rep = run_shortcut_probe(tmp_path, demos=4, steps=3, episodes=1, toys=4, resolution=RES, encoder="slots",
+                             variants=("fragmented",), bc_overrides=("patch=4", "channels=8", "hidden=16"),
+                             progress=False)
+    conds = rep["variants"]["fragmented"]["conditions"]
+    for c in conds.values():
+        assert c["attended_instructed"] + c["attended_other"] == c["n"] == 1  # the first frame sees both toys
+        assert 0.0 <= c["episodes"][0]["attention_on_instructed"] <= 1.0
+    md = (tmp_path / "report.md").read_text()
+    assert "attended the instructed toy" in md and md.count("| BC, fragmented") == 4
