@@ -812,12 +812,29 @@ def eval_transfer(
     videos_per_split: Annotated[int, count_opt("Episodes recorded to mp4 per split.", 0, 100)] = 2,
     as_json: JsonOpt = False,
 ) -> None:
-    """Evaluate a policy in the REAL env on named splits: mean, std, 95% CI, success rate per split."""
+    """Evaluate a policy in the REAL env on named splits: mean, std, 95% CI, success rate per split.
+
+    Toy-grasp envs (``simlab/ToyGrasp-v0``, ``simlab/ToyGraspMJ-v0``) go to the grasp evaluator
+    (``simlab eval toygrasp``, one engine): splits ``toys-train``, ``toys-test``, ``objects``
+    (``train`` / ``test`` mean the toy splits), the same ``eval_info.json`` layout."""
     from simlab.policies.evaluate import evaluate, format_table, load_policy
+    from simlab.policies.grasp_eval import ENV_IDS as GRASP_ENV_IDS
 
     if episodes < 1:
         raise ConfigError(f"--episodes must be >= 1, got {episodes}")
     names = comma_list(splits, "--splits")
+    backend = {v: k for k, v in GRASP_ENV_IDS.items()}.get(env)
+    if backend is not None:
+        from simlab.policies.grasp_eval import eval_toygrasp_cli, format_grasp_table
+
+        names = [{"train": "toys-train", "test": "toys-test"}.get(n, n) for n in names]
+        info = eval_toygrasp_cli(str(policy), [backend], names, episodes, seed, out, videos_per_split, None)
+        if as_json:
+            _print_json(info["results"][backend])
+        else:
+            typer.echo(format_grasp_table({f"{info['policy']} ({backend})": info["results"][backend]}))
+            typer.echo(f"details: {info['out']}/{backend}/eval_info.json")
+        return
     pol = load_policy(policy)
     out_dir = out if out is not None else (policy / "eval")
     res = evaluate(pol, env, names, episodes, seed=seed, num_envs=num_envs,

@@ -240,6 +240,14 @@ def test_cli_trains_then_evaluates_a_grasp_policy(demos: Path, tmp_path: Path, c
     out = json.loads(capsys.readouterr().out)
     assert out["results"]["pybullet"]["objects"]["n_episodes"] == 1
     assert (run / "eval" / "pybullet" / "eval_info.json").exists()
+    # the shared evaluator takes the same policy on a toy-grasp env id; train/test mean the toy splits
+    shared = tmp_path / "shared"
+    assert main(["eval", "transfer", "--policy", str(run), "--env", "simlab/ToyGrasp-v0", "--splits", "test,objects",
+                 "--episodes", "1", "--videos-per-split", "0", "--out", str(shared), "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert set(out) == {"toys-test", "objects"} and out["objects"]["n_episodes"] == 1
+    info = json.loads((shared / "pybullet" / "eval_info.json").read_text())
+    assert info["env_id"] == "simlab/ToyGrasp-v0" and len(info["per_episode"]) == 2
 
 
 @pytest.mark.parametrize("argv, msg", [
@@ -252,6 +260,8 @@ def test_cli_trains_then_evaluates_a_grasp_policy(demos: Path, tmp_path: Path, c
     (["eval", "toygrasp", "--policy", "random", "--backends", "bullet"], "--backends"),
     (["eval", "toygrasp", "--policy", "random", "--splits", "ycb"], "unknown toygrasp split"),
     (["eval", "toygrasp", "--policy", "random", "--episodes", "0"], "episodes"),
+    (["eval", "transfer", "--policy", "random", "--env", "simlab/ToyGraspMJ-v0", "--splits", "ycb"],
+     "unknown toygrasp split"),
 ])
 def test_cli_bad_input_is_one_line_exit_2(argv: list[str], msg: str, demos: Path, tmp_path: Path, capsys) -> None:
     args = [a.format(demos=demos, tmp=tmp_path) for a in argv]
