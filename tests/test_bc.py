@@ -19,13 +19,7 @@ torch = pytest.importorskip("torch")
 TINY = {"depths": (4, 8, 8), "features_dim": 32, "batch_size": 16, "lr": 3e-3}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """The CI box has 2 shared cores: oversubscribed torch threads are 10x slower there."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

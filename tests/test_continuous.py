@@ -42,12 +42,7 @@ Z, H, D, K = 4, 16, 3, 2
 CAR_BOX = spaces.Box(np.array([-1, 0, 0], np.float32), np.array([1, 1, 1], np.float32))
 
 
-@pytest.fixture(autouse=True)
-def one_thread() -> Any:
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -23,12 +23,7 @@ IN_DIM, N_ACTIONS, HORIZON = 4, 3, 8
 W_STAR = np.array([[2.0, -1.0, 0.0], [0.0, 1.5, -1.0], [-1.0, 0.0, 1.0], [0.5, 0.5, -2.0]], np.float32)
 
 
-@pytest.fixture(autouse=True)
-def one_thread() -> Any:
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 class MatchVecEnv(VectorEnv):

@@ -30,13 +30,7 @@ from simlab.policies.grasp_net import GraspBCNet, mask_weights, weighted_pool
 RES = 32
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """The CI box has 2 shared cores: oversubscribed torch threads are much slower there."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

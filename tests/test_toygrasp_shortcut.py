@@ -18,12 +18,7 @@ from simlab.errors import ConfigError
 RES = 32
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def test_two_toy_scene_masks_only_the_target_and_moves_the_camera() -> None:

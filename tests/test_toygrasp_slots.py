@@ -18,12 +18,7 @@ from simlab.policies.grasp_slots import SlotSelector, slot_features, slot_order
 RES = 32
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _blob(h: int, w: int, cy: int, cx: int, r: int = 2) -> np.ndarray:
