@@ -51,7 +51,7 @@ def main() -> None:
     for setting in args.settings:
         s = {"fg_weight": cfg.vae_fg_weight, "epochs": cfg.vae_epochs, "frames": cfg.vae_max_frames,
              "seed": cfg.seed, "lr": cfg.vae_lr, "batch": cfg.vae_batch_size, "z": cfg.z_dim,
-             "sched": getattr(cfg, "vae_lr_schedule", "constant"), **parse(setting)}
+             "sched": cfg.vae_lr_schedule, **parse(setting)}
         rng = np.random.default_rng([int(s["seed"]), 0xAE])
         n = len(ds)
         idx = np.sort(rng.choice(n, size=min(n, int(s["frames"])), replace=False))
