@@ -99,6 +99,21 @@ def test_vae_shapes_and_ranges() -> None:
         vae.decode(torch.zeros(2, Z + 1))
 
 
+@pytest.mark.parametrize("width", [8, 32])
+def test_vae_decode_equals_its_transposed_conv_stack(width: int) -> None:
+    """``decode`` computes the first transposed conv (on a 1x1 input) as one matmul: the frames and
+    the gradients must be those of the module stack it stands for, so old checkpoints decode as before."""
+    torch.manual_seed(1)
+    vae = ConvVAE(z_dim=Z, width=width)
+    z = torch.randn(4, Z)
+    fast = vae.decode(z)
+    ref = vae.decoder(vae.fc_dec(z).view(4, -1, 1, 1)).permute(0, 2, 3, 1)
+    torch.testing.assert_close(fast, ref, atol=1e-5, rtol=1e-4)
+    g_fast = torch.autograd.grad(fast.square().sum(), vae.decoder[0].weight)[0]
+    g_ref = torch.autograd.grad(ref.square().sum(), vae.decoder[0].weight)[0]
+    torch.testing.assert_close(g_fast, g_ref, atol=1e-5, rtol=1e-4)
+
+
 def test_train_vae_reduces_reconstruction_loss() -> None:
     frames = square_frames(32)
     logs: list[tuple[int, dict]] = []
