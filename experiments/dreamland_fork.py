@@ -28,16 +28,24 @@ KEEP_STAGES = ("collect", "collect_heldout", "vae", "encode", "diag_vae", "fixed
                f"eval_{UPPER}")
 
 
-def main(src: Path, dst: Path, overrides: list[str]) -> None:
-    if dst.exists():
-        sys.exit(f"error: {dst} exists")
+def overridden(src: Path, overrides: list[str]) -> dict:
+    """The sealed config of run ``src`` as a dict, with ``key=value`` overrides (YAML values)
+    applied; an unknown key exits with a one-line error."""
     cfg = to_dict(load_yaml(DreamlandConfig, src / "config.yaml", sealed=True))
-    before = {k: cfg[k] for k in START_KEYS}
     for kv in overrides:
         key, _, value = kv.partition("=")
         if key not in cfg:
             sys.exit(f"error: unknown config key {key!r}")
         cfg[key] = yaml.safe_load(value)
+    return cfg
+
+
+def main(src: Path, dst: Path, overrides: list[str]) -> None:
+    if dst.exists():
+        sys.exit(f"error: {dst} exists")
+    cfg = overridden(src, [])
+    before = {k: cfg[k] for k in START_KEYS}
+    cfg = overridden(src, overrides)
     shutil.copytree(src, dst, ignore=shutil.ignore_patterns("controllers", "eval", "report.*", "plots", "videos"))
     for sub in ("controllers", "eval"):
         if (src / sub / UPPER).exists():

@@ -26,9 +26,9 @@ from pathlib import Path
 
 import numpy as np
 
-from simlab.config import from_dict, load_yaml, save_yaml, to_dict
+from simlab.config import from_dict, load_yaml, save_yaml
 from simlab.integrity import write_sealed_json
-from simlab.pipelines.dreamland import UPPER, Dreamland, DreamlandConfig
+from simlab.pipelines.dreamland import UPPER, Dreamland, DreamlandConfig, encode_episode
 
 KEEP_STAGES = ("collect", "collect_heldout", "vae", "diag_vae", "fixed")
 
@@ -94,16 +94,11 @@ def main() -> None:
     a = ap.parse_args()
     if a.dst.exists():
         sys.exit(f"error: {a.dst} exists")
-    import yaml
+    from dreamland_fork import overridden  # the sibling script (experiments/ is on sys.path)
 
-    from simlab.world_models.dropout.vae import ConvVAE, encode_frames
+    from simlab.world_models.dropout.vae import ConvVAE
 
-    cfg_d = to_dict(load_yaml(DreamlandConfig, a.src / "config.yaml", sealed=True))
-    for kv in a.overrides:
-        key, _, value = kv.partition("=")
-        if key not in cfg_d:
-            sys.exit(f"error: unknown config key {key!r}")
-        cfg_d[key] = yaml.safe_load(value)
+    cfg_d = overridden(a.src, a.overrides)
     src_run = Dreamland(load_yaml(DreamlandConfig, a.src / "config.yaml", sealed=True), a.src, resume=True,
                         progress=False)
     frames, acts, rews, terms = rollout(src_run, a.transitions, a.epsilon, src_run.cfg.seed + 17)
@@ -122,12 +117,9 @@ def main() -> None:
         d = {k: f[k] for k in ("z", "actions", "rewards", "dones", "lengths")}
     zs, ac, rw, dn, ln = [d["z"]], [d["actions"]], [d["rewards"]], [d["dones"]], [d["lengths"]]
     for fr, at, r, t in zip(frames, acts, rews, terms):
-        views = [(fr, at)]
-        if perm is not None:
-            views.append((np.ascontiguousarray(fr[:, :, ::-1]), perm[at].astype(d["actions"].dtype)))
-        for f_, a_ in views:
-            zs.append(encode_frames(vae, f_))
-            ac.append(a_.astype(d["actions"].dtype))
+        for z_, a_ in encode_episode(vae, fr, at.astype(d["actions"].dtype), perm):
+            zs.append(z_)
+            ac.append(a_)
             rw.append(r.astype(d["rewards"].dtype))
             dn.append(t.astype(d["dones"].dtype))
             ln.append(np.array([len(a_)], d["lengths"].dtype))

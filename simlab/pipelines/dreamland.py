@@ -455,6 +455,21 @@ def dreamland_config(presets: list[str] | tuple[str, ...] = (), overrides: list[
     return from_dict(DreamlandConfig, data)
 
 
+def encode_episode(vae: Any, frames: np.ndarray, actions: np.ndarray, perm: np.ndarray | None = None
+                   ) -> list[tuple[np.ndarray, np.ndarray]]:
+    """``[(z (T+1, z_dim), actions (T,))]`` of one real episode (its ``T+1`` frames include the last
+    next observation), and with ``perm`` (:meth:`Dreamland.mirror_map`) a second pair: the episode's
+    mirror image (frames flipped left-right, actions permuted)."""
+    from simlab.world_models.dropout.vae import encode_frames
+
+    out = [(encode_frames(vae, frames), actions)]
+    if perm is not None:
+        a = np.asarray(actions)
+        out.append((encode_frames(vae, np.ascontiguousarray(frames[:, :, ::-1])),
+                    perm[a.astype(np.int64)].astype(a.dtype)))
+    return out
+
+
 def dream_starts(rnn: Any, zs: list[np.ndarray], acts: list[np.ndarray], every: int | None,
                  device: Any = "cpu", dones: list[np.ndarray] | None = None, danger: int = 0) -> tuple[Any, Any]:
     """Start states of the dreams from real episodes: ``(start_z (M, z_dim), (h, c) (M, hidden) each)``.
@@ -697,7 +712,7 @@ class Dreamland:
         """``data/latents.npz``: every real episode encoded by the VAE (and, with :meth:`mirror_map`,
         every episode's mirror image after them: frames flipped left-right, actions permuted)."""
         from simlab.data import atomic_path
-        from simlab.world_models.dropout.vae import ConvVAE, encode_frames
+        from simlab.world_models.dropout.vae import ConvVAE
 
         vae = ConvVAE.from_pretrained(self.path / "checkpoints" / "vae", device=self.device)
         ds = self._real()
@@ -705,14 +720,13 @@ class Dreamland:
         z_list, a_list, r_list, d_list = [], [], [], []
         mirrored: list[tuple[np.ndarray, ...]] = []
         for ep in ds.episodes():
-            z_list.append(encode_frames(vae, ep["observations"]))  # (T+1) frames incl. the last next obs
-            a_list.append(ep["actions"])
+            views = encode_episode(vae, ep["observations"], ep["actions"], perm)
+            z_list.append(views[0][0])
+            a_list.append(views[0][1])
             r_list.append(ep["rewards"])
             d_list.append(ep["terminations"])
             if perm is not None:
-                mirrored.append((encode_frames(vae, np.ascontiguousarray(ep["observations"][:, :, ::-1])),
-                                 perm[np.asarray(ep["actions"], np.int64)].astype(np.asarray(ep["actions"]).dtype),
-                                 ep["rewards"], ep["terminations"]))
+                mirrored.append((*views[1], ep["rewards"], ep["terminations"]))
         for z, a, r, d in mirrored:
             z_list.append(z)
             a_list.append(a)
