@@ -162,6 +162,15 @@ class DreamlandConfig:
     dream's return is its expected return (Dreamer's continuation weighting) and a controller that
     steers toward danger loses a little in every dream instead of dying in a few; ``sample``: end with
     probability p_done (World Models); ``threshold``: when p_done > 0.5."""
+    ensemble: int = 1
+    """MDN-RNNs per variant: ``1`` (default) dreams with the variant's model alone; ``K > 1`` trains
+    ``K - 1`` more on the same latents with other seeds (stages ``rnn_<variant>_m<j>``) that follow
+    each dream and pool its termination probability (``ensemble_pool``): pessimism where the models
+    disagree, against a controller that exploits one model's errors
+    (:mod:`simlab.world_models.dropout.ensemble`). Costs one MDN-RNN training and one LSTM step per
+    dream step per extra member."""
+    ensemble_pool: str = "max"
+    """How an ensemble dream pools termination: ``max`` (the most pessimistic model) or ``mean``."""
     dream_start: str = "burn_in"
     """Where dream episodes start: ``burn_in`` (default): from real training states every
     ``start_every`` steps of the real episodes, the MDN-RNN's state burned in on the real frames
@@ -322,7 +331,7 @@ class DreamlandConfig:
                   "fidelity_dream_episodes",
                   "heldout_transitions", "burn_in", "start_every", "counterfactual_horizon", "upper_popsize",
                   "upper_episodes_per_candidate",
-                  "counterfactual_branches"):
+                  "counterfactual_branches", "ensemble"):
             if getattr(self, k) < 1:
                 raise ConfigError(f"config key {k!r} must be >= 1, got {getattr(self, k)}")
         for r in self.sweep:
@@ -364,6 +373,10 @@ class DreamlandConfig:
 
         if self.dream_done not in DONE_MODES:
             raise ConfigError(f"unknown dream_done {self.dream_done!r}; choose one of {', '.join(DONE_MODES)}")
+        from simlab.world_models.dropout.ensemble import POOLS
+
+        if self.ensemble_pool not in POOLS:
+            raise ConfigError(f"unknown ensemble_pool {self.ensemble_pool!r}; choose one of {', '.join(POOLS)}")
         acts = self._actions(game, None if game is not None else info.action_space)
         n = 15 if game is not None else info.n_actions
         if not isinstance(acts, list):
@@ -544,6 +557,12 @@ def _states_at(rnn: Any, zs: list[np.ndarray], acts: list[np.ndarray], takes: li
             for j, i in enumerate(idx):
                 hs[i], cs[i] = out_h[j], out_c[j]
     return hs, cs
+
+
+def member_name(variant: str, member: int) -> str:
+    """World-model name of a variant's ensemble member: the variant itself for member 0, else
+    ``<variant>_m<member>``."""
+    return variant if member == 0 else f"{variant}_m{member}"
 
 
 # ---- the pipeline -----------------------------------------------------------------------------
@@ -756,7 +775,9 @@ class Dreamland:
             to += ln
         return zs, acts, rews, dones
 
-    def train_rnn(self, variant: str) -> dict[str, Any]:
+    def train_rnn(self, variant: str, member: int = 0) -> dict[str, Any]:
+        """Train a variant's MDN-RNN (``member`` 0: its world model; ``j > 0``: ensemble member ``j``,
+        another seed on the same latents, saved as world model ``<variant>_m<j>``)."""
 
         from simlab.world_models.dropout.mdnrnn import RNNTrainConfig, train_mdnrnn
 
@@ -769,9 +790,10 @@ class Dreamland:
                               batch_size=self.cfg.rnn_batch_size, done_pos_weight=self.cfg.done_pos_weight,
                               done_weight=self.cfg.done_weight, open_loop=self.cfg.rnn_open_loop,
                               dropout=self.cfg.variant_specs()[variant]["dropout"])
+        name = member_name(variant, member)
         rnn = train_mdnrnn(zs, acts, rews, dones, rcfg, device=self.device, progress=self.progress,
-                           seed=self.cfg.seed, log=self._log(f"rnn_{variant}"))
-        return {"dropout": rcfg.dropout, "start_states": self.save_world_model(variant, rnn)}
+                           seed=self.cfg.seed + 7919 * member, log=self._log(f"rnn_{name}"))
+        return {"dropout": rcfg.dropout, "start_states": self.save_world_model(name, rnn)}
 
     def save_world_model(self, variant: str, rnn: Any) -> int:
         """Save a variant's world model (the run's VAE, ``rnn`` and the dream start states of the
@@ -802,6 +824,18 @@ class Dreamland:
         """``make_env(num_envs, seed)`` of a variant's dream (its own mask mode and rate)."""
         model = self.world_model(variant)
         kw = self._dream_kwargs(variant)
+
+        if self.cfg.ensemble > 1:
+            from simlab.world_models.dropout.ensemble import ensemble_vec_env
+
+            members = [self.world_model(member_name(variant, j)) for j in range(1, self.cfg.ensemble)]
+            trio = [(m.rnn, m.start_h, m.start_c) for m in members]
+
+            def make_ensemble(num_envs: int, env_seed: int):
+                return ensemble_vec_env(model, trio, num_envs, pool=self.cfg.ensemble_pool,
+                                        temperature=self.cfg.temperature, max_episode_steps=max_steps,
+                                        device=self.device, seed=env_seed, done_mode=self.cfg.dream_done, **kw)
+            return make_ensemble
 
         def make_env(num_envs: int, env_seed: int):
             return model.as_vec_env(num_envs, temperature=self.cfg.temperature, max_episode_steps=max_steps,
@@ -1077,6 +1111,8 @@ class Dreamland:
             self._stage("fixed", self.evaluate_fixed)
         for v in cfg.variants():
             self._stage(f"rnn_{v}", lambda v=v: self.train_rnn(v))
+            for j in range(1, cfg.ensemble):
+                self._stage(f"rnn_{member_name(v, j)}", lambda v=v, j=j: self.train_rnn(v, j))
         for v in cfg.variants():
             for k in range(cfg.seeds):
                 self._stage(f"controller_{v}_s{k}", lambda v=v, k=k: self.train_controller(v, k))

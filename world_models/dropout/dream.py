@@ -347,6 +347,7 @@ class DreamCore:
             h, c = fused.cell(self.z, a, self.h, self.c, self.masks)
             logits, mu_logsigma, rew, done_logit = fused.heads(h)
             p_done = torch.sigmoid(done_logit)
+        p_done = self.pool_done(p_done, a)  # (ensemble dreams: every member's view; self.z is still z_t)
         z = sample_mixture(logits, mu_logsigma, self.tau, generator=self.gen)
         self.z, self.h, self.c = z, h, c
         if self.done_mode == "sample":
@@ -366,6 +367,12 @@ class DreamCore:
         # GPU: one device -> host transfer of everything the step returns
         packed = torch.cat([z, h, rew[:, None], p_done[:, None]], dim=1).float().cpu().numpy()
         return np.ascontiguousarray(packed[:, :d]), packed[:, d].copy(), packed[:, d + 1] > 0.5
+
+    def pool_done(self, p_done: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
+        """The termination probability ``(N,)`` the step uses, given the model's ``p_done`` ``(N,)``
+        for action ``a`` from the current state: unchanged here; an ensemble dream
+        (:mod:`simlab.world_models.dropout.ensemble`) pools its members' predictions."""
+        return p_done
 
     @torch.no_grad()
     def frame(self, scale: int = RENDER_SCALE) -> np.ndarray:
@@ -431,15 +438,26 @@ class DreamVecEnv(_CoreViews, VectorEnv):
                  device: str | torch.device = "cpu", seed: int = 0, mc_samples: int = 8,
                  render_mode: str | None = None, precision: str = "float32", done_mode: str = "sample") -> None:
         self.render_mode = check_render_mode(render_mode)
-        self.core = DreamCore(model, num_envs, mask_mode, dropout, temperature, max_episode_steps, device,
-                              seed, mc_samples, precision, done_mode)
+        self._bind(DreamCore(model, num_envs, mask_mode, dropout, temperature, max_episode_steps, device,
+                             seed, mc_samples, precision, done_mode))
+
+    @classmethod
+    def from_core(cls, core: DreamCore, render_mode: str | None = None) -> DreamVecEnv:
+        """A vector env over an existing core (e.g. an ensemble dream's
+        :class:`~simlab.world_models.dropout.ensemble.EnsembleDreamCore`)."""
+        env = cls.__new__(cls)
+        env.render_mode = check_render_mode(render_mode)
+        env._bind(core)
+        return env
+
+    def _bind(self, core: DreamCore) -> None:
+        self.core = core
         self.model = self.core.model
         self.num_envs = self.core.num_envs
         self.single_observation_space = self.core.single_observation_space
         self.single_action_space = self.core.single_action_space
         self.observation_space = batch_space(self.single_observation_space, self.num_envs)
         self.action_space = batch_space(self.single_action_space, self.num_envs)
-
 
     @property
     def num_start_states(self) -> int:
