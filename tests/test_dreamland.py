@@ -188,3 +188,37 @@ def test_other_procgen_games_run(env: str, tmp_path: Path) -> None:
     assert rep["diagnostics"]["hazard_recall"] is None
     assert "unavailable" in rep["diagnostics"]["hazard_recall_note"]
     assert "Hazard recall: unavailable" in (tmp_path / "r" / "report.md").read_text()
+
+
+def test_selected_controller_is_the_best_on_training_levels(tmp_path: Path) -> None:
+    """``select``: the seed with the best real training-level mean, evaluated on every seed's
+    episodes (its own reused), reported as its own row beside the protocol rows."""
+    out = tmp_path / "sel"
+    train_dreamland(debug(seeds=2, baseline=False, diagnostics=False, upper_bound=False), out, progress=False)
+    rec = json.loads((out / "stages" / "select_dreamland.json").read_text())
+    evals = [json.loads((out / "stages" / f"eval_dreamland_s{k}.json").read_text()) for k in range(2)]
+    means = [float(np.mean(e["train"]["returns"])) for e in evals]
+    assert rec["train_means"] == pytest.approx(means) and rec["selected_seed"] == int(np.argmax(means))
+    k = rec["selected_seed"]
+    n = len(evals[0]["heldout"]["returns"])
+    for split in ("train", "heldout", "hard"):
+        assert len(rec[split]["returns"]) == 2 * n
+        assert rec[split]["returns"][k * n:(k + 1) * n] == evals[k][split]["returns"]  # its own episodes
+    rep = report(out)
+    assert rep["selected"]["dreamland"]["seed"] == k and rep["selected"]["dreamland"]["heldout"]["n"] == 2 * n
+    assert "selected_heldout_ratio" in rep["verdict"]
+    assert f"| Dream Land, selected: seed {k} (best on training levels) |" in (out / "report.md").read_text()
+
+
+def test_verdict_of_selected_rows() -> None:
+    from simlab.pipelines.dreamland_report import stats, verdict
+
+    fixed = {"a": {"heldout": stats([100.0, 100.0]), "train": stats([90.0, 90.0])},
+             "b": {"heldout": stats([50.0, 60.0]), "train": stats([95.0, 95.0])}}
+    var = {"dreamland": {"heldout": stats([120.0, 130.0]), "train": stats([99.0, 99.0])}}
+    sel = {"dreamland": {"seed": 1, "heldout": stats([200.0, 200.0])}}
+    v = verdict({"variants": var, "fixed_policies": fixed, "selected": sel})
+    assert v["best_fixed"] == "a" and v["heldout_ratio"] == pytest.approx(1.25)
+    assert v["selected_best_variant"] == "dreamland" and v["selected_heldout_ratio"] == pytest.approx(2.0)
+    assert v["selected_heldout_cis_disjoint"]
+    assert "selected_heldout_ratio" not in verdict({"variants": var, "fixed_policies": fixed, "selected": {}})

@@ -7,6 +7,7 @@ Everything here reads what the pipeline's stages recorded in the run directory
 
     {"env", "preset", "seconds",
      "variants" | "fixed_policies" | "upper_bound": {name: {split: {"mean", "std", "ci95", "n"}}},
+     "selected": {variant: {"seed": k, split: {"mean", "std", "ci95", "n"}}},
      "diagnostics": {"hazard_recall": float | null, "hazard_recall_note": str | null,
                      "dream_fidelity": {variant: spearman}, "fidelity_panel": {...},
                      "multistep": {variant: {...}}, "death_prediction": {variant: {"auc", ...}}},
@@ -96,8 +97,19 @@ def summarize(dl: Any) -> dict[str, Any]:
                                                                  "start_contexts")}}
     out = {"env": dl.cfg.env, "preset": dl.cfg.preset, "seconds": round(time.time() - dl.t0, 1),
            "variants": _rows(dl, names), "fixed_policies": fixed,
-           "upper_bound": _rows(dl, [UPPER]).get(UPPER), "diagnostics": diag}
+           "upper_bound": _rows(dl, [UPPER]).get(UPPER), "selected": _selected(dl), "diagnostics": diag}
     out["verdict"] = verdict(out)
+    return out
+
+
+def _selected(dl: Any) -> dict[str, dict[str, Any]]:
+    """``{variant: {"seed": k, split: stats}}`` of the ``select_<variant>`` stages that ran."""
+    out: dict[str, dict[str, Any]] = {}
+    for v in dl.cfg.variants():
+        rec = dl.run.stage_done(f"select_{v}")
+        if rec is not None:
+            out[v] = {"seed": rec["selected_seed"],
+                      **{k: stats(r["returns"]) for k, r in rec.items() if isinstance(r, dict) and "returns" in r}}
     return out
 
 
@@ -128,6 +140,14 @@ def verdict(s: dict[str, Any]) -> dict[str, Any]:
     if all("train" in r for r in var.values()):
         top = max(f["train"]["mean"] for f in fixed.values())
         out["all_variants_beat_fixed_on_train"] = all(r["train"]["mean"] > top for r in var.values())
+    sel = {v: r for v, r in (s.get("selected") or {}).items() if "heldout" in r}
+    if sel and "best_fixed" in out:
+        f = fixed[out["best_fixed"]]["heldout"]
+        best_s = max(sel, key=lambda v: sel[v]["heldout"]["mean"])
+        r = sel[best_s]["heldout"]
+        out.update({"selected_best_variant": best_s,
+                    "selected_heldout_ratio": r["mean"] / f["mean"] if f["mean"] > 0 else None,
+                    "selected_heldout_cis_disjoint": r["mean"] - r["ci95"] > f["mean"] + f["ci95"]})
     return out
 
 
@@ -163,6 +183,9 @@ def markdown(dl: Any, s: dict[str, Any]) -> str:
     ]
     for v, r in s["variants"].items():
         lines.append(f"| {VARIANT_TITLES.get(v, v)} | " + " | ".join(_cell(r.get(c)) for c in cols) + " |")
+    for v, r in (s.get("selected") or {}).items():
+        lines.append(f"| {VARIANT_TITLES.get(v, v)}, selected: seed {r['seed']} (best on training levels) | "
+                     + " | ".join(_cell(r.get(c)) for c in cols) + " |")
     if s["upper_bound"]:
         lines.append(f"| {VARIANT_TITLES['upper_bound']} | "
                      + " | ".join(_cell(s["upper_bound"].get(c)) for c in cols) + " |")
@@ -182,6 +205,14 @@ def markdown(dl: Any, s: dict[str, Any]) -> str:
                        + ("Every variant beats every fixed policy on the training levels."
                           if v.get("all_variants_beat_fixed_on_train") else
                           "Not every variant beats every fixed policy on the training levels."))]
+        if v.get("selected_heldout_ratio") is not None:
+            lines += ["", (f"**Selected controllers** (each variant's seed with the best real return on the "
+                           f"training levels, evaluated on every seed's episodes; its training-level column "
+                           f"includes the episodes it was chosen on, the other columns were not looked at): the "
+                           f"better ({v['selected_best_variant']}) scores {v['selected_heldout_ratio']:.3f}x the "
+                           f"best fixed policy on held-out levels; 95% CIs "
+                           f"{'disjoint' if v['selected_heldout_cis_disjoint'] else 'overlap'}. Not the protocol "
+                           "above (all seeds): a few real episodes choose among dream-trained controllers.")]
     d = s["diagnostics"]
     lines += ["", "## World-model diagnostics", ""]
     if d["hazard_recall"] is not None:
@@ -199,7 +230,7 @@ def markdown(dl: Any, s: dict[str, Any]) -> str:
                      f"{p.get('dream_max_steps', p['max_steps'])} steps; {p['episodes']} real episodes each from "
                      f"the start, up to {p['max_steps']} steps)"
                      + (f"; a perfect dream would reach about {ceiling:.2f} against these noisy real means "
-                        "(split-half reliability)." if ceiling is not None and ceiling == ceiling else ".")
+                        "(split-half reliability)." if ceiling is not None and not math.isnan(ceiling) else ".")
                      + _subset_note(p))
     for var, dp in d.get("death_prediction", {}).items():
         lines.append(f"- **Death prediction** of `{var}` fed real held-out latents (teacher forcing): AUC "
