@@ -71,6 +71,7 @@ from simlab.config import to_dict
 from simlab.data import atomic_dir, atomic_path, recover_dir
 from simlab.errors import CheckpointError, ConfigError
 from simlab.integrity import read_sealed_json, write_sealed_json
+from simlab.policies.panel import common_start_rows
 from simlab.world_models.base import CONFIG_NAME, WEIGHTS_NAME, load_model_dir, save_model_dir  # noqa: F401 (WEIGHTS_NAME: re-exported)
 
 FORMAT_VERSION = 1
@@ -338,6 +339,11 @@ class CMAESConfig:
     ``reset(options={"start_index": ...})``, as dream envs do). Candidates then differ by their
     play, not by the luck of their starts: measured on Dodge-v1 dreams started from burned-in real
     states, the start state decides most of a 30-step dream's return."""
+    common_noise: bool = False
+    """Common random numbers inside the dream too (needs ``common_starts``): episode ``j`` of every
+    candidate also draws the same latent samples, dropout masks and sampled deaths
+    (``reset(options={"noise_group": episodes})``, dream envs only), so two candidates that act alike
+    get the same return and the fitness ranks the candidates by their play alone."""
 
     def __post_init__(self) -> None:
         for k in ("popsize", "episodes_per_candidate", "max_episode_steps", "eval_episodes"):
@@ -354,9 +360,11 @@ class CMAESConfig:
                 or not math.isfinite(self.sigma0) or self.sigma0 <= 0:
             raise ConfigError(f"config key 'sigma0' must be a finite number > 0, got {self.sigma0!r}")
         self.sigma0 = float(self.sigma0)
-        for k in ("diagonal", "common_starts"):
+        for k in ("diagonal", "common_starts", "common_noise"):
             if not isinstance(getattr(self, k), bool):
                 raise ConfigError(f"config key {k!r} must be true/false, got {getattr(self, k)!r}")
+        if self.common_noise and not self.common_starts:
+            raise ConfigError("config key 'common_noise' needs common_starts=true")
 
 
 def generation_seed(seed: int, generation: int, stream: int = 0) -> int:
@@ -392,7 +400,7 @@ def _check_env(env: Any, in_dim: int, actions: list[int] | spaces.Box, num_envs:
 
 def rollout_controllers(make_env: MakeEnv, params: np.ndarray, in_dim: int, actions: Actions,
                         episodes: int, seed: int, max_episode_steps: int,
-                        common_starts: bool = False) -> dict[str, Any]:
+                        common_starts: bool = False, common_noise: bool = False) -> dict[str, Any]:
     """Play ``episodes`` episodes of each of ``P`` linear controllers in ONE batched env.
 
     Args:
@@ -405,6 +413,8 @@ def rollout_controllers(make_env: MakeEnv, params: np.ndarray, in_dim: int, acti
         max_episode_steps: step limit; slots still running then count their partial return.
         common_starts: episode ``j`` of every controller starts from the same start state (drawn
             from ``seed`` among the env's ``num_start_states``; ConfigError if it has none).
+        common_noise: with ``common_starts``, episode ``j`` of every controller also shares the
+            dream's random numbers (``reset(options={"noise_group": episodes})``).
 
     Returns:
         ``{"returns": (P, episodes) float64, "lengths": (P, episodes) int64,
@@ -428,12 +438,12 @@ def rollout_controllers(make_env: MakeEnv, params: np.ndarray, in_dim: int, acti
         _check_env(env, in_dim, actions, n)
         options = None
         if common_starts:
-            m = getattr(env, "num_start_states", None)
-            if not isinstance(m, int) or m < 1:
-                raise ConfigError(f"{type(env).__name__}: common_starts needs an env with num_start_states "
-                                  "(a dream env)")
-            starts = np.random.default_rng([int(seed), 0x5EED]).integers(0, m, episodes)
+            starts = common_start_rows(env, np.random.default_rng([int(seed), 0x5EED]), episodes)
             options = {"start_index": np.tile(starts, p)}
+            if common_noise:
+                options["noise_group"] = episodes
+        elif common_noise:
+            raise ConfigError("common_noise needs common_starts")
         obs, _ = env.reset(seed=seed, options=options)
         while steps < max_episode_steps and not done.all():
             x = _to_numpy(obs).astype(np.float32, copy=False).reshape(p, episodes, in_dim)
@@ -675,7 +685,8 @@ def train_cmaes(make_env: MakeEnv, in_dim: int, actions: Actions, cfg: CMAESConf
             t0 = time.time()
             X = es.ask()
             out = rollout_controllers(make_env, X, in_dim, actions, cfg.episodes_per_candidate,
-                                      generation_seed(cfg.seed, g), cfg.max_episode_steps, cfg.common_starts)
+                                      generation_seed(cfg.seed, g), cfg.max_episode_steps, cfg.common_starts,
+                                      cfg.common_noise)
             fit = _fitness(out["returns"])
             es.tell(X, fit)
             fitness_log.append([float(f) for f in fit])

@@ -17,6 +17,22 @@ import numpy as np
 from simlab.errors import ConfigError
 
 
+def common_start_rows(env: Any, rng: np.random.Generator, episodes: int) -> np.ndarray:
+    """``episodes`` start rows of a dream env for common starts: uniform over its
+    ``num_start_states`` rows, or over ``env.start_pool`` (an int array of rows, e.g. the informative
+    starts of :mod:`simlab.world_models.dropout.starts`) when the env sets one."""
+    m = getattr(env, "num_start_states", None)
+    if not isinstance(m, int) or m < 1:
+        raise ConfigError(f"{type(env).__name__}: common_starts needs an env with num_start_states (a dream env)")
+    pool = getattr(env, "start_pool", None)
+    if pool is None:
+        return rng.integers(0, m, episodes)
+    pool = np.asarray(pool)
+    if pool.ndim != 1 or not len(pool) or pool.dtype.kind not in "iu" or pool.min() < 0 or pool.max() >= m:
+        raise ConfigError(f"{type(env).__name__}.start_pool must be a non-empty 1-D array of rows in [0, {m})")
+    return pool[rng.integers(0, len(pool), episodes)]
+
+
 def rollout_actors(make_env: Callable[[int, int], Any], actors: Sequence[Any], episodes: int, seed: int,
                    max_steps: int, common_starts: bool = False) -> np.ndarray:
     """Mean return of each actor over its first ``episodes`` episodes, all in one batched env.
@@ -47,7 +63,7 @@ def rollout_actors(make_env: Callable[[int, int], Any], actors: Sequence[Any], e
     try:
         options = None
         if common_starts:
-            rows = np.random.default_rng([seed, 0xC0DE]).integers(0, env.num_start_states, episodes)
+            rows = common_start_rows(env, np.random.default_rng([seed, 0xC0DE]), episodes)
             options = {"start_index": np.tile(rows, p)}
         obs, _ = env.reset(seed=seed, options=options)
         for a in actors:

@@ -627,3 +627,119 @@ def test_expected_done_weights_rewards_by_survival() -> None:
     env.reset(seed=0)  # a new episode starts alive again
     _, rew, *_ = env.step(np.zeros(8, np.int64))
     assert np.allclose(rew, 1.5, rtol=1e-5)
+
+
+# ---- common random numbers (CMA-ES candidates x episodes) ------------------------------------
+
+@pytest.mark.parametrize("mask_mode,done_mode", [("per_episode", "sample"), ("per_step", "sample"),
+                                                 ("mc_mean", "expected"), ("none", "sample")])
+def test_noise_group_gives_equal_actions_equal_dreams(vae, mask_mode, done_mode) -> None:
+    """Slots i and i % G draw the same latents, masks and deaths: the same actions give the same
+    dream; without the group they differ. A different action in one block changes only that block."""
+    model = random_model(vae, done_bias=-3.0)  # deaths happen (p ~ 0.05 per step)
+    g, p = 4, 3
+    kw = {"mask_mode": mask_mode, "dropout": 0.0 if mask_mode == "none" else 0.3, "seed": 5,
+          "max_episode_steps": 50, "done_mode": done_mode, "mc_samples": 2}
+    starts = np.tile(np.arange(g) % 5, p)
+    rng = np.random.default_rng(0)
+    acts = [np.tile(rng.integers(0, A, g), p) for _ in range(12)]
+    env = DreamVecEnv(model, g * p, **kw)
+    env.reset(options={"start_index": starts, "noise_group": g})
+    out = rollout(env, acts)
+    for obs, rew, term, trunc in out:
+        for x in (obs, rew, term, trunc):
+            blocks = x.reshape(p, g, *x.shape[1:])
+            np.testing.assert_array_equal(blocks[0], blocks[1])
+            np.testing.assert_array_equal(blocks[0], blocks[2])
+    assert any(o[2].any() for o in out) or done_mode == "expected"  # deaths were drawn in common
+    plain = DreamVecEnv(model, g * p, **kw)
+    plain.reset(options={"start_index": starts})
+    obs = rollout(plain, acts)[-1][0].reshape(p, g, -1)
+    assert not np.array_equal(obs[0], obs[1])  # independent draws differ
+    # block 1 acts differently: blocks 0 and 2 still agree
+    env.reset(seed=5, options={"start_index": starts, "noise_group": g})
+    acts2 = [a.copy() for a in acts]
+    for a in acts2:
+        a[g:2 * g] = (a[g:2 * g] + 1) % A
+    last = rollout(env, acts2)[-1][0].reshape(p, g, -1)
+    np.testing.assert_array_equal(last[0], last[2])
+    assert not np.array_equal(last[0], last[1])
+
+
+def test_noise_group_is_validated_and_cleared_by_a_plain_reset(vae) -> None:
+    env = DreamVecEnv(random_model(vae), 6)
+    for bad in (4, -1, 2.5, True, "2"):
+        with pytest.raises(ConfigError, match="noise_group"):
+            env.reset(options={"noise_group": bad})
+    env.reset(options={"noise_group": 3})
+    assert env.core.noise_group == 3
+    env.reset()
+    assert env.core.noise_group == 0
+
+
+def test_cmaes_common_noise_ranks_identical_candidates_equal(vae) -> None:
+    """With common noise, identical candidates get identical fitness; it needs common starts."""
+    from simlab.policies.cmaes import CMAESConfig, LinearController, rollout_controllers
+
+    model = random_model(vae, done_bias=-3.0)
+    c = LinearController(Z + H, [0, 1, 2])
+    c.set_params(np.random.default_rng(1).normal(0, 1, c.num_params))
+    params = np.stack([c.get_params()] * 3)
+
+    def make(n: int, s: int) -> DreamVecEnv:
+        return DreamVecEnv(model, n, mask_mode="per_episode", dropout=0.3, seed=s, max_episode_steps=20)
+
+    same = rollout_controllers(make, params, Z + H, [0, 1, 2], 8, 3, 20, common_starts=True, common_noise=True)
+    np.testing.assert_array_equal(same["returns"][0], same["returns"][1])
+    np.testing.assert_array_equal(same["returns"][0], same["returns"][2])
+    apart = rollout_controllers(make, params, Z + H, [0, 1, 2], 8, 3, 20, common_starts=True)
+    assert not np.array_equal(apart["returns"][0], apart["returns"][1])
+    with pytest.raises(ConfigError, match="common_starts"):
+        CMAESConfig(common_noise=True)
+    with pytest.raises(ConfigError, match="common_starts"):
+        rollout_controllers(make, params, Z + H, [0, 1, 2], 8, 3, 20, common_noise=True)
+
+
+def test_held_action_returns_match_single_dreams_and_pick_the_spread(vae) -> None:
+    """Deterministic dreams (tau 0, no masks): every row x action equals its own single dream, in
+    any chunking; informative_rows keeps the rows whose actions matter most."""
+    from simlab.world_models.dropout.starts import held_action_returns, informative_rows
+
+    model = random_model(vae, done_bias=-2.0, n_start=5)
+    kw = {"mask_mode": "none", "temperature": 0.0, "max_episode_steps": 6, "done_mode": "expected"}
+
+    def make(n: int, s: int) -> DreamVecEnv:
+        return DreamVecEnv(model, n, seed=s, **kw)
+
+    got = held_action_returns(make, 5, [0, 2], 6, seed=1, chunk=2)
+    np.testing.assert_allclose(got, held_action_returns(make, 5, [0, 2], 6, seed=9, chunk=64), rtol=1e-6)
+    for row in range(5):
+        for j, a in enumerate((0, 2)):
+            env = DreamEnv(model, **kw)
+            env.reset(options={"start_index": row})
+            total, done = 0.0, False
+            while not done:
+                _, r, term, trunc, _ = env.step(a)
+                total, done = total + r, term or trunc
+            assert got[row, j] == pytest.approx(total, rel=1e-5)
+    assert (got[:, 0] != got[:, 1]).any()
+    spread = np.abs(got[:, 0] - got[:, 1])
+    top = informative_rows(got, 0.4)
+    assert len(top) == 2 and set(top) == set(np.argsort(-spread)[:2])
+    np.testing.assert_array_equal(informative_rows(np.array([[0, 1], [0, 5], [2, 2]]), 1 / 3), [1])
+    for bad in (0.0, 1.5):
+        with pytest.raises(ConfigError, match="fraction"):
+            informative_rows(got, bad)
+
+
+def test_common_starts_draw_from_the_start_pool(vae) -> None:
+    from simlab.policies.panel import common_start_rows
+
+    env = DreamVecEnv(random_model(vae, n_start=5), 4)
+    rng = np.random.default_rng(0)
+    assert set(common_start_rows(env, rng, 200)) == {0, 1, 2, 3, 4}
+    env.start_pool = np.array([1, 3])
+    assert set(common_start_rows(env, rng, 200)) == {1, 3}
+    env.start_pool = np.array([1, 7])
+    with pytest.raises(ConfigError, match="start_pool"):
+        common_start_rows(env, rng, 4)

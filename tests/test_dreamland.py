@@ -222,3 +222,35 @@ def test_verdict_of_selected_rows() -> None:
     assert v["selected_best_variant"] == "dreamland" and v["selected_heldout_ratio"] == pytest.approx(2.0)
     assert v["selected_heldout_cis_disjoint"]
     assert "selected_heldout_ratio" not in verdict({"variants": var, "fixed_policies": fixed, "selected": {}})
+
+
+def test_start_focus_draws_dreams_from_the_informative_starts(tmp_path: Path) -> None:
+    """``start_focus``: stage ``starts_<variant>`` keeps the rows whose held-action returns spread
+    most, and the controllers' dreams (common starts, common noise) draw only from them."""
+    from simlab.pipelines.dreamland import Dreamland
+    from simlab.policies.panel import common_start_rows
+
+    out = tmp_path / "focus"
+    cfg = debug(seeds=1, baseline=False, diagnostics=False, upper_bound=False, fixed_policies=False,
+                start_focus=0.25, common_noise="true")
+    train_dreamland(cfg, out, progress=False)
+    rec = json.loads((out / "stages" / "starts_dreamland.json").read_text())
+    pool = np.load(out / "controllers" / "dreamland" / "start_pool.npz")
+    spread = pool["held"].max(1) - pool["held"].min(1)
+    assert rec["rows"] == len(pool["rows"]) == round(0.25 * rec["of"])
+    assert spread[pool["rows"]].min() >= np.delete(spread, pool["rows"]).max()
+    run = Dreamland(cfg, out, resume=True, progress=False)
+    env = run._dream_env("dreamland", 5)(4, 0)
+    drawn = common_start_rows(env, np.random.default_rng(0), 500)
+    assert set(drawn) <= set(pool["rows"].tolist())
+    assert run._dream_env("dreamland", 5, focused=False)(4, 0).start_pool is None
+
+
+@pytest.mark.parametrize("kw, needle", [({"start_focus": 0}, "start_focus must be a fraction"),
+                                        ({"start_focus": 1.5}, "start_focus must be a fraction"),
+                                        ({"start_focus": 0.5, "controller": "ppo"}, "needs controller=cmaes"),
+                                        ({"start_focus": 0.5, "common_starts": "false"}, "needs controller=cmaes"),
+                                        ({"common_noise": "true", "common_starts": "false"}, "common_starts")])
+def test_bad_start_focus_and_common_noise(kw, needle) -> None:
+    with pytest.raises(ConfigError, match=needle):
+        debug(**kw)

@@ -188,6 +188,13 @@ class DreamlandConfig:
     Measured on Dodge-v1 (one world model, controllers retrained, 3 seeds x 32 held-out episodes):
     Dream Land 352 +- 31 with 16 (seeds 323-373) vs 272 +- 35 with 0 (182-396); World Models
     247 +- 27 vs 262 +- 34; 32 gave Dream Land 274 +- 32 (2 seeds)."""
+    start_focus: float = 1.0
+    """Fraction of the dream start states that CMA-ES (and the fidelity panel's dream) draws its
+    dreams from: the rows whose dream return depends most on what the agent does, scored by holding
+    each controller action for a whole dream and taking the spread of the returns (stage
+    ``starts_<variant>``, :mod:`simlab.world_models.dropout.starts`; needs ``common_starts``). 1: every
+    start. Most starts decide nothing (no fireball arrives within the dream) and only add the dream's
+    sampling noise to a candidate's fitness."""
     controller: str = "cmaes"
     """cmaes (linear controller on [z, h]) | ppo (SB3 MLP on [z, h])."""
     controller_actions: list[int] | None = None
@@ -203,6 +210,10 @@ class DreamlandConfig:
     """Every CMA-ES candidate of a generation dreams from the same start states (common random
     numbers; ``CMAESConfig.common_starts``), so its fitness differs from the others' by its play
     rather than by where its dreams began."""
+    common_noise: bool = False
+    """With ``common_starts``: episode ``j`` of every CMA-ES candidate also draws the same latent
+    samples and dropout masks in the dream (``CMAESConfig.common_noise``), so the candidates' fitness
+    differences come from their play alone, not from the dream's sampling."""
     generations: int = 40
     """CMA-ES generations."""
     sigma0: float = 0.1
@@ -346,6 +357,14 @@ class DreamlandConfig:
                 raise ConfigError(f"sweep rates must be in [0, 1), got {r}")
         if self.danger_starts < 0:
             raise ConfigError(f"danger_starts must be >= 0, got {self.danger_starts}")
+        if isinstance(self.start_focus, bool) or not isinstance(self.start_focus, (int, float)) \
+                or not 0.0 < self.start_focus <= 1.0:
+            raise ConfigError(f"start_focus must be a fraction in (0, 1], got {self.start_focus!r}")
+        if self.start_focus < 1.0 and (self.controller != "cmaes" or not self.common_starts):
+            raise ConfigError("start_focus < 1 needs controller=cmaes with common_starts=true "
+                              "(the pool is where common starts are drawn)")
+        if self.common_noise and not self.common_starts:
+            raise ConfigError("common_noise needs common_starts=true")
         if self.world_model not in WORLD_MODELS:
             raise ConfigError(f"unknown world_model {self.world_model!r}; choose {' or '.join(WORLD_MODELS)}")
         if self.world_model == "diffusion":
@@ -827,8 +846,42 @@ class Dreamland:
             return {"mask_mode": "none", "dropout": 0.0}
         return {"mask_mode": spec["mask"], "dropout": spec["dream_dropout"]}
 
-    def _dream_env(self, variant: str, max_steps: int):
-        """``make_env(num_envs, seed)`` of a variant's dream (its own mask mode and rate)."""
+    def _start_pool_path(self, variant: str) -> Path:
+        return self.path / "controllers" / variant / "start_pool.npz"
+
+    def score_starts(self, variant: str) -> dict[str, Any]:
+        """Stage ``starts_<variant>`` (``start_focus < 1``): every start state's dream return with each
+        controller action held, and the informative rows CMA-ES draws its dreams from."""
+        from simlab.data import atomic_path
+        from simlab.world_models.dropout.starts import held_action_returns, informative_rows
+
+        m_rows = int(self.world_model(variant).start_z.shape[0])
+        held = held_action_returns(self._dream_env(variant, self.cfg.max_dream_steps, focused=False), m_rows,
+                                   list(self.actions), self.cfg.max_dream_steps, seed=self.cfg.seed + 11)
+        rows = informative_rows(held, self.cfg.start_focus)
+        spread = held.max(1) - held.min(1)
+        out = self._start_pool_path(variant)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(out) as tmp, open(tmp, "wb") as f:
+            np.savez(f, rows=rows, spread=spread, held=held.astype(np.float32))
+        return {"rows": len(rows), "of": m_rows, "min_spread_kept": float(spread[rows].min()),
+                "median_spread": float(np.median(spread))}
+
+    def _dream_env(self, variant: str, max_steps: int, focused: bool = True):
+        """``make_env(num_envs, seed)`` of a variant's dream (its own mask mode and rate); with
+        ``focused`` and ``start_focus < 1`` its common starts come from the informative rows."""
+        make = self._plain_dream_env(variant, max_steps)
+        if not focused or self.cfg.start_focus >= 1.0:
+            return make
+        pool = np.load(self._start_pool_path(variant))["rows"]
+
+        def make_focused(num_envs: int, env_seed: int):
+            env = make(num_envs, env_seed)
+            env.start_pool = pool
+            return env
+        return make_focused
+
+    def _plain_dream_env(self, variant: str, max_steps: int):
         model = self.world_model(variant)
         kw = self._dream_kwargs(variant)
 
@@ -875,7 +928,8 @@ class Dreamland:
         ccfg = CMAESConfig(popsize=pop, episodes_per_candidate=eps,
                            sigma0=self.cfg.sigma0, generations=generations, seed=seed,
                            max_episode_steps=max_steps, eval_every=self.cfg.eval_every,
-                           eval_episodes=eval_episodes, common_starts=dream and self.cfg.common_starts)
+                           eval_episodes=eval_episodes, common_starts=dream and self.cfg.common_starts,
+                           common_noise=dream and self.cfg.common_noise)
         run = RunDir.create(sub, ccfg, resume=True)
         _, info = train_cmaes(make_env, in_dim, self.actions, ccfg, run=run, progress=self.progress,
                               log=self._log(prefix))
@@ -1136,6 +1190,8 @@ class Dreamland:
             for j in range(1, cfg.ensemble):
                 self._stage(f"rnn_{member_name(v, j)}", lambda v=v, j=j: self.train_rnn(v, j))
         for v in cfg.variants():
+            if cfg.start_focus < 1.0:
+                self._stage(f"starts_{v}", lambda v=v: self.score_starts(v))
             for k in range(cfg.seeds):
                 self._stage(f"controller_{v}_s{k}", lambda v=v, k=k: self.train_controller(v, k))
                 self._stage(f"eval_{v}_s{k}", lambda v=v, k=k: self.evaluate(v, k))

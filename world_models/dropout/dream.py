@@ -65,7 +65,13 @@ from simlab.errors import (
     ResetNeededError as ResetNeeded,  # a SimlabError and a gymnasium ResetNeeded
 )
 from simlab.world_models.base import check_rate, resolve_device
-from simlab.world_models.dropout.mdnrnn import MDNRNN, Masks, _check_tau, sample_mixture
+from simlab.world_models.dropout.mdnrnn import (
+    MDNRNN,
+    Masks,
+    _check_tau,
+    common_draw,
+    sample_mixture,
+)
 from simlab.world_models.dropout.model import DropoutWorldModel
 
 MASK_MODES = ("none", "per_episode", "per_step", "mc_mean")
@@ -234,6 +240,9 @@ class DreamCore:
         self.alive = torch.ones(n, device=self.device)
         """``expected`` done mode: probability of having survived every step so far ``(N,)``."""
         self.start_idx = np.zeros(n, np.int64)
+        self.noise_group = 0
+        """Common random numbers (:meth:`set_noise_group`): 0, or G: slot ``i`` draws the random
+        numbers of slot ``i % G`` (latent samples, dropout masks, sampled deaths)."""
         self.ready = False
         low = np.concatenate([np.full(zd, -np.inf), np.full(hd, -1.0)]).astype(np.float32)
         self.single_observation_space = spaces.Box(low, -low, dtype=np.float32)
@@ -246,6 +255,17 @@ class DreamCore:
             self.high_t = torch.from_numpy(self.high).to(self.device)
         else:
             self.single_action_space = spaces.Discrete(model.n_actions)
+
+    def set_noise_group(self, group: Any) -> None:
+        """Common random numbers across a batch of ``P`` controllers x ``G`` episodes (slot
+        ``i * G + j``): with ``group = G`` every slot ``i`` draws the random numbers of slot ``i % G``
+        (its latent samples, dropout masks and sampled deaths), so episode ``j`` of every controller
+        meets the same luck and their returns differ by their actions; two controllers that act
+        alike dream alike. 0 (or None): every slot draws its own (the default)."""
+        g = 0 if group is None else group
+        if isinstance(g, bool) or not isinstance(g, (int, np.integer)) or g < 0 or (g and self.num_envs % g):
+            raise ConfigError(f"noise_group must be 0 or a positive divisor of num_envs={self.num_envs}, got {group!r}")
+        self.noise_group = int(g)
 
     def reseed(self, seed: Any) -> None:
         if isinstance(seed, (list, tuple, np.ndarray)):
@@ -284,8 +304,13 @@ class DreamCore:
         """Start new episodes in slots ``idx`` (None: all); returns their observations ``(len, D)``."""
         n = self.num_envs if idx is None else len(idx)
         m_rows = self.start_z_host.shape[0]
+        g = self.noise_group
         if start_index is None:
-            k = torch.randint(m_rows, (n,), generator=self.gen, device=self.device)
+            if g and idx is not None:  # restarting slots take their rows of one common draw
+                k = torch.randint(m_rows, (g,), generator=self.gen, device=self.device)[
+                    torch.from_numpy(idx % g).to(self.device)]
+            else:
+                k = common_draw(lambda sh: torch.randint(m_rows, sh, generator=self.gen, device=self.device), (n,), g)
             k_host = k.cpu().numpy()
         else:
             k_host = np.asarray(start_index)
@@ -303,7 +328,12 @@ class DreamCore:
             self.h[it] = h0
             self.c[it] = c0
         if self.mask_mode == "per_episode":
-            m = self.rnn.sample_masks(n, self.rate, generator=self.gen, device=self.device)
+            if g and idx is not None:  # restarting slots take their rows of one common draw
+                m = self.rnn.sample_masks(g, self.rate, generator=self.gen, device=self.device)
+                rows = torch.from_numpy(idx % g).to(self.device)
+                m = Masks(m.z[rows], m.h[rows])
+            else:
+                m = self.rnn.sample_masks(n, self.rate, generator=self.gen, device=self.device, group=g)
             if idx is None or self.masks is None:
                 self.masks = m
             else:
@@ -325,8 +355,12 @@ class DreamCore:
         """One dream step of every slot: ``(obs (N, D) float32, reward (N,) float32, terminated (N,) bool)``."""
         rnn, n, fused = self.rnn, self.num_envs, self.fused
         if self.mask_mode == "mc_mean":
-            s = self.mc_samples
-            masks = rnn.sample_masks(s * n, self.rate, generator=self.gen, device=self.device)
+            s, g = self.mc_samples, self.noise_group
+            if g:  # (s, g) masks, each slot i taking column i % g: rows ordered (sample, slot)
+                mg = rnn.sample_masks(s * g, self.rate, generator=self.gen, device=self.device)
+                masks = Masks(*(x.view(s, g, -1).repeat(1, n // g, 1).view(s * n, -1) for x in mg))
+            else:
+                masks = rnn.sample_masks(s * n, self.rate, generator=self.gen, device=self.device)
             a_rep = a.repeat(s, 1) if a.ndim == 2 else a.repeat(s)
             h, c = fused.cell(self.z.repeat(s, 1), a_rep, self.h.repeat(s, 1), self.c.repeat(s, 1), masks)
             logits, mu_logsigma, rew, done_logit = fused.heads(h)
@@ -343,17 +377,19 @@ class DreamCore:
             self.masks = Masks(masks.z.view(s, n, -1), masks.h.view(s, n, -1))
         else:
             if self.mask_mode == "per_step":
-                self.masks = rnn.sample_masks(n, self.rate, generator=self.gen, device=self.device)
+                self.masks = rnn.sample_masks(n, self.rate, generator=self.gen, device=self.device,
+                                              group=self.noise_group)
             h, c = fused.cell(self.z, a, self.h, self.c, self.masks)
             logits, mu_logsigma, rew, done_logit = fused.heads(h)
             p_done = torch.sigmoid(done_logit)
         p_done = self.pool_done(p_done, a)  # (ensemble dreams: every member's view; self.z is still z_t)
-        z = sample_mixture(logits, mu_logsigma, self.tau, generator=self.gen)
+        z = sample_mixture(logits, mu_logsigma, self.tau, generator=self.gen, group=self.noise_group)
         self.z, self.h, self.c = z, h, c
         if self.done_mode == "sample":
             # Termination ~ Bernoulli(p_done): a rare per-step hazard (a death every few hundred
             # steps) never crosses a 0.5 threshold, so thresholding would make dreams endless.
-            u = torch.rand(p_done.shape, generator=self.gen, device=p_done.device, dtype=p_done.dtype)
+            u = common_draw(lambda sh: torch.rand(sh, generator=self.gen, device=p_done.device, dtype=p_done.dtype),
+                            tuple(p_done.shape), self.noise_group)
             p_done = (u < p_done).to(p_done.dtype)
         elif self.done_mode == "expected":
             rew = rew * self.alive
@@ -427,11 +463,16 @@ class DreamVecEnv(_CoreViews, VectorEnv):
     observation is in ``info["final_obs"]`` (masked by ``info["_final_obs"]``), their
     return and length in ``info["episode_return"]`` / ``info["episode_length"]``
     (masked by ``info["_episode"]``). ``info["start_index"]`` is each slot's row of
-    ``start_z``. ``reset(options={"start_index": (N,) ints})`` picks the start frames.
+    ``start_z``. ``reset(options={"start_index": (N,) ints})`` picks the start frames;
+    ``options={"noise_group": G}`` makes slot ``i`` share the random numbers of slot ``i % G`` until
+    the next reset (common random numbers, :meth:`DreamCore.set_noise_group`).
     """
 
     metadata: ClassVar[dict[str, Any]] = {
         "render_modes": ["rgb_array"], "render_fps": 15, "autoreset_mode": AutoresetMode.SAME_STEP}
+    start_pool: np.ndarray | None = None
+    """Rows of ``start_z`` that common starts draw from (``simlab.policies.panel.common_start_rows``;
+    e.g. :func:`~simlab.world_models.dropout.starts.informative_rows`); None: every row."""
 
     def __init__(self, model: DropoutWorldModel, num_envs: int, mask_mode: str = "per_episode",
                  dropout: float | None = None, temperature: float = 1.0, max_episode_steps: int = 1000,
@@ -470,6 +511,7 @@ class DreamVecEnv(_CoreViews, VectorEnv):
         if seed is not None:
             self.core.reseed(seed)
         start = (options or {}).get("start_index")
+        self.core.set_noise_group((options or {}).get("noise_group", 0))
         obs = self.core.reset_slots(None, start)
         return obs, {"start_index": self.core.start_idx.copy()}
 

@@ -168,11 +168,29 @@ def sample_next_z(logpi: torch.Tensor, mu: torch.Tensor, logsigma: torch.Tensor,
     return sample_mixture(logpi, torch.stack([mu, logsigma], dim=-2), tau, generator)
 
 
+def common_draw(draw: Any, shape: tuple[int, ...], group: int = 0) -> torch.Tensor:
+    """``draw(shape)`` (a ``torch.rand``-like call), or with ``group > 0`` common random numbers:
+    ``draw`` for ``group`` rows, repeated down the batch, so row ``i`` of the result is row
+    ``i % group`` of one draw. ``shape[0]`` must be a multiple of ``group`` (ConfigError otherwise).
+
+    Used when a batch holds ``P`` controllers x ``group`` episodes (slot ``i * group + j``): episode
+    ``j`` of every controller then sees the same random numbers, so their returns differ by their
+    actions rather than by their luck (variance reduction for CMA-ES fitness).
+    """
+    if not group or group == shape[0]:
+        return draw(shape)
+    if shape[0] % group:
+        raise ConfigError(f"a batch of {shape[0]} rows cannot share random numbers in groups of {group}")
+    return draw((group, *shape[1:])).repeat(shape[0] // group, *([1] * (len(shape) - 1)))
+
+
 def sample_mixture(logits: torch.Tensor, mu_logsigma: torch.Tensor, tau: float = 1.0,
-                   generator: torch.Generator | None = None) -> torch.Tensor:
+                   generator: torch.Generator | None = None, group: int = 0) -> torch.Tensor:
     """:func:`sample_next_z` with ``mu`` and ``logsigma`` stacked: ``mu_logsigma`` ``(..., K, 2, z_dim)``.
 
-    The dream's heads write this layout directly, so one gather picks both.
+    The dream's heads write this layout directly, so one gather picks both. ``group > 0``: the
+    batch ``(B, K, z_dim)`` draws its uniforms and normals in common per ``group`` rows
+    (:func:`common_draw`); 0 draws every row independently.
     """
     tau = _check_tau(tau)
     k_count, zd = logits.shape[-2], logits.shape[-1]
@@ -192,7 +210,8 @@ def sample_mixture(logits: torch.Tensor, mu_logsigma: torch.Tensor, tau: float =
         for k in range(1, k_count):                        # -> running sums (unnormalised CDF)
             cdf.select(-2, k).add_(cdf.select(-2, k - 1))
         total = cdf.select(-2, k_count - 1)
-        u = torch.rand(total.shape, generator=generator, device=total.device, dtype=total.dtype).mul_(total)
+        u = common_draw(lambda sh: torch.rand(sh, generator=generator, device=total.device, dtype=total.dtype),
+                        tuple(total.shape), group).mul_(total)
         comp = (cdf.narrow(-2, 0, k_count - 1) < u.unsqueeze(-2)).sum(dim=-2)  # CDF steps below u
     # column of (component, mu, d) in the flattened (K, 2, z) block; logsigma sits z further
     col = comp.mul_(2 * zd).add_(torch.arange(zd, device=comp.device))
@@ -204,7 +223,8 @@ def sample_mixture(logits: torch.Tensor, mu_logsigma: torch.Tensor, tau: float =
     std = logsigma.clamp(min=LOG_SIGMA_MIN).exp_()
     if tau != 1.0:
         std.mul_(math.sqrt(tau))
-    eps = torch.randn(mean.shape, generator=generator, device=mean.device, dtype=mean.dtype)
+    eps = common_draw(lambda sh: torch.randn(sh, generator=generator, device=mean.device, dtype=mean.dtype),
+                      tuple(mean.shape), group)
     return torch.addcmul(mean, std, eps)
 
 
@@ -273,15 +293,17 @@ class MDNRNN(SimlabModelMixin):
         return self.mdn.weight.device
 
     def sample_masks(self, batch: int, rate: float, generator: torch.Generator | None = None,
-                     device: str | torch.device | None = None) -> Masks:
+                     device: str | torch.device | None = None, group: int = 0) -> Masks:
         """Bernoulli keep-masks ``z`` ``(batch, z_dim)``, ``h`` ``(batch, hidden)``: 0 with
-        probability ``rate``, else ``1 / (1 - rate)``. ``rate = 0`` gives ones (no random draw)."""
+        probability ``rate``, else ``1 / (1 - rate)``. ``rate = 0`` gives ones (no random draw).
+        ``group > 0``: row ``i`` gets the mask of row ``i % group`` (:func:`common_draw`)."""
         rate = check_rate(rate, "dropout rate")
         dev = self.device if device is None else torch.device(device)
         if rate == 0.0:
             return Masks(torch.ones(batch, self.z_dim, device=dev), torch.ones(batch, self.hidden, device=dev))
         scale = 1.0 / (1.0 - rate)
-        u = torch.rand(batch, self.z_dim + self.hidden, generator=generator, device=dev)
+        u = common_draw(lambda sh: torch.rand(sh, generator=generator, device=dev),
+                        (batch, self.z_dim + self.hidden), group)
         m = (u >= rate).float().mul_(scale)
         return Masks(m[:, :self.z_dim], m[:, self.z_dim:])
 
