@@ -249,8 +249,7 @@ def test_start_focus_draws_dreams_from_the_informative_starts(tmp_path: Path) ->
 @pytest.mark.parametrize("kw, needle", [({"start_focus": 0}, "start_focus must be a fraction"),
                                         ({"start_focus": 1.5}, "start_focus must be a fraction"),
                                         ({"start_focus": 0.5, "controller": "ppo"}, "needs controller=cmaes"),
-                                        ({"start_focus": 0.5, "common_starts": "false"}, "needs controller=cmaes"),
-                                        ({"common_noise": "true", "common_starts": "false"}, "common_starts")])
-def test_bad_start_focus_and_common_noise(kw, needle) -> None:
+                                        ({"start_focus": 0.5, "common_starts": "false"}, "needs controller=cmaes")])
+def test_bad_start_focus(kw, needle) -> None:
     with pytest.raises(ConfigError, match=needle):
         debug(**kw)
