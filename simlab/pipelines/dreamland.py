@@ -216,9 +216,9 @@ class DreamlandConfig:
     differences come from their play, not from the dream's sampling. Measured on Dodge-v1
     (``experiments/dreamland_crn.py``, 32 candidates around a trained controller): one generation's
     fitness ranked them with Spearman 0.12 / 0.24 (Dream Land / World Models) against 2048 dreams
-    each without it, 0.24 / 0.45 with it. Default runs, three world models (held out, 3 seeds x 32
-    episodes): Dream Land 255 -> 534, 206 -> 207, 314 -> 258; World Models 250 -> 272, 316 -> 268,
-    401 -> 388 (docs/results.md, "Common random numbers")."""
+    each without it, 0.24 / 0.45 with it. Default runs, four world models (held out, 3 seeds x 32
+    episodes): Dream Land 255 -> 534, 206 -> 207, 314 -> 258, 268 -> 339; World Models 250 -> 272,
+    316 -> 268, 401 -> 388, 248 -> 306 (docs/results.md, "Common random numbers")."""
     generations: int = 40
     """CMA-ES generations."""
     sigma0: float = 0.1
