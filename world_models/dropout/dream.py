@@ -305,10 +305,11 @@ class DreamCore:
         n = self.num_envs if idx is None else len(idx)
         m_rows = self.start_z_host.shape[0]
         g = self.noise_group
+        # common random numbers: restarting slots take their rows (slot % g) of one draw for g slots
+        common = torch.from_numpy(idx % g).to(self.device) if g and idx is not None else None
         if start_index is None:
-            if g and idx is not None:  # restarting slots take their rows of one common draw
-                k = torch.randint(m_rows, (g,), generator=self.gen, device=self.device)[
-                    torch.from_numpy(idx % g).to(self.device)]
+            if common is not None:
+                k = torch.randint(m_rows, (g,), generator=self.gen, device=self.device)[common]
             else:
                 k = common_draw(lambda sh: torch.randint(m_rows, sh, generator=self.gen, device=self.device), (n,), g)
             k_host = k.cpu().numpy()
@@ -328,10 +329,9 @@ class DreamCore:
             self.h[it] = h0
             self.c[it] = c0
         if self.mask_mode == "per_episode":
-            if g and idx is not None:  # restarting slots take their rows of one common draw
+            if common is not None:
                 m = self.rnn.sample_masks(g, self.rate, generator=self.gen, device=self.device)
-                rows = torch.from_numpy(idx % g).to(self.device)
-                m = Masks(m.z[rows], m.h[rows])
+                m = Masks(m.z[common], m.h[common])
             else:
                 m = self.rnn.sample_masks(n, self.rate, generator=self.gen, device=self.device, group=g)
             if idx is None or self.masks is None:
