@@ -248,6 +248,23 @@ def test_foreground_weight_counts_sprite_errors_more() -> None:
         ConvVAE(z_dim=4, width=0)
 
 
+def test_density_weight_favours_small_sprites() -> None:
+    """``fg_density_power``: a lone 5-px sprite's pixels weigh more than a 20-px block's interior
+    (weight 1, its 9-px window all foreground), the background nothing; power 0 is the mask."""
+    from simlab.world_models.dropout.vae import ConvVAE, foreground_mask, foreground_weight
+
+    f = torch.zeros(1, 64, 64, 3)
+    f[0, 5:25, 5:25] = torch.tensor([0.0, 0.5, 1.0])  # a large sprite
+    f[0, 40:45, 40:45] = torch.tensor([1.0, 0.4, 0.0])  # a just-thrown fireball
+    assert torch.equal(foreground_weight(f, 0.0), foreground_mask(f))
+    w = foreground_weight(f, 0.5)
+    assert float(w[0, 15, 15]) == pytest.approx(1.0) and float(w[0, 60, 60]) == 0.0
+    assert float(w[0, 42, 42]) == pytest.approx((81 / 25) ** 0.5)  # centre of the 5x5 sprite
+    assert torch.allclose(w[0, 40:45, 40:45], torch.tensor((81 / 25) ** 0.5))  # 1.8x the block interior
+    with pytest.raises(ConfigError, match="fg_density_power"):
+        ConvVAE(z_dim=4, fg_weight=1.0, fg_density_power=-0.5)
+
+
 def test_cosine_schedule_decays_the_vae_rate_to_zero() -> None:
     """``lr_schedule=cosine`` lowers Adam's rate every step and ends at 0; ``constant`` keeps it; the
     two train different weights from the same seed."""
