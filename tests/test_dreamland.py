@@ -190,11 +190,14 @@ def test_other_procgen_games_run(env: str, tmp_path: Path) -> None:
     assert "Hazard recall: unavailable" in (tmp_path / "r" / "report.md").read_text()
 
 
-def test_selected_controller_is_the_best_on_training_levels(tmp_path: Path) -> None:
-    """``select``: the seed with the best real training-level mean, evaluated on every seed's
-    episodes (its own reused), reported as its own row beside the protocol rows."""
+@pytest.mark.parametrize("pool", [False, True])
+def test_selected_controller_is_the_best_on_training_levels(tmp_path: Path, pool: bool) -> None:
+    """``select``: the seed with the best real training-level mean, on its own evaluation episodes
+    (``select_pool``: on every seed's, its own reused), reported as its own row beside the
+    protocol rows."""
     out = tmp_path / "sel"
-    train_dreamland(debug(seeds=2, baseline=False, diagnostics=False, upper_bound=False), out, progress=False)
+    train_dreamland(debug(seeds=2, baseline=False, diagnostics=False, upper_bound=False, select_pool=pool),
+                    out, progress=False)
     rec = json.loads((out / "stages" / "select_dreamland.json").read_text())
     evals = [json.loads((out / "stages" / f"eval_dreamland_s{k}.json").read_text()) for k in range(2)]
     means = [float(np.mean(e["train"]["returns"])) for e in evals]
@@ -202,12 +205,16 @@ def test_selected_controller_is_the_best_on_training_levels(tmp_path: Path) -> N
     k = rec["selected_seed"]
     n = len(evals[0]["heldout"]["returns"])
     for split in ("train", "heldout", "hard"):
-        assert len(rec[split]["returns"]) == 2 * n
-        assert rec[split]["returns"][k * n:(k + 1) * n] == evals[k][split]["returns"]  # its own episodes
+        own = rec[split]["returns"][k * n:(k + 1) * n] if pool else rec[split]["returns"]
+        assert len(rec[split]["returns"]) == (2 * n if pool else n)
+        assert own == evals[k][split]["returns"]  # its own episodes, reused
     rep = report(out)
-    assert rep["selected"]["dreamland"]["seed"] == k and rep["selected"]["dreamland"]["heldout"]["n"] == 2 * n
+    sel = rep["selected"]["dreamland"]
+    assert sel["seed"] == k and sel["pooled"] is pool and sel["heldout"]["n"] == (2 * n if pool else n)
     assert "selected_heldout_ratio" in rep["verdict"]
-    assert f"| Dream Land, selected: seed {k} (best on training levels) |" in (out / "report.md").read_text()
+    md = (out / "report.md").read_text()
+    assert f"| Dream Land, selected: seed {k} (best on training levels) |" in md
+    assert ("evaluated on every seed's episodes" if pool else "evaluated on its own seed's episodes") in md
 
 
 def test_verdict_of_selected_rows() -> None:
@@ -253,3 +260,21 @@ def test_start_focus_draws_dreams_from_the_informative_starts(tmp_path: Path) ->
 def test_bad_start_focus(kw, needle) -> None:
     with pytest.raises(ConfigError, match=needle):
         debug(**kw)
+
+
+@pytest.mark.parametrize("value, needle", [("-0.5", "vae_fg_density must be a finite number >= 0"),
+                                           ("inf", "'vae_fg_density': inf is not a finite number"),
+                                           ("x", "'vae_fg_density': expected a number")])
+def test_bad_vae_fg_density(value: str, needle: str) -> None:
+    with pytest.raises(ConfigError, match=needle):
+        debug(vae_fg_density=value)
+
+
+def test_vae_fg_density_reaches_the_saved_vae(tmp_path: Path) -> None:
+    """The config key trains the VAE with the density weight and is recorded in its checkpoint."""
+    from simlab.world_models.dropout.vae import ConvVAE
+
+    run = Dreamland(debug(vae_fg_density=0.5, transitions=512), tmp_path / "d", progress=False)
+    run._stage("collect", run.collect)
+    run._stage("vae", run.train_vae)
+    assert ConvVAE.from_pretrained(tmp_path / "d" / "checkpoints" / "vae").config.fg_density_power == 0.5

@@ -7,7 +7,7 @@ Everything here reads what the pipeline's stages recorded in the run directory
 
     {"env", "preset", "seconds",
      "variants" | "fixed_policies" | "upper_bound": {name: {split: {"mean", "std", "ci95", "n"}}},
-     "selected": {variant: {"seed": k, split: {"mean", "std", "ci95", "n"}}},
+     "selected": {variant: {"seed": k, "pooled": bool, split: {"mean", "std", "ci95", "n"}}},
      "diagnostics": {"hazard_recall": float | null, "hazard_recall_note": str | null,
                      "dream_fidelity": {variant: spearman}, "fidelity_panel": {...},
                      "multistep": {variant: {...}}, "death_prediction": {variant: {"auc", ...}}},
@@ -108,7 +108,8 @@ def _selected(dl: Any) -> dict[str, dict[str, Any]]:
     for v in dl.cfg.variants():
         rec = dl.run.stage_done(f"select_{v}")
         if rec is not None:
-            out[v] = {"seed": rec["selected_seed"],
+            # Records from before select_pool pooled every seed's episodes and do not list "seeds".
+            out[v] = {"seed": rec["selected_seed"], "pooled": len(rec["seeds"]) > 1 if "seeds" in rec else True,
                       **{k: stats(r["returns"]) for k, r in rec.items() if isinstance(r, dict) and "returns" in r}}
     return out
 
@@ -207,7 +208,9 @@ def markdown(dl: Any, s: dict[str, Any]) -> str:
                           "Not every variant beats every fixed policy on the training levels."))]
         if v.get("selected_heldout_ratio") is not None:
             lines += ["", (f"**Selected controllers** (each variant's seed with the best real return on the "
-                           f"training levels, evaluated on every seed's episodes; its training-level column "
+                           f"training levels, evaluated on "
+                           f"{'every seed' if s['selected'][v['selected_best_variant']]['pooled'] else 'its own seed'}"
+                           f"'s episodes; its training-level column "
                            f"includes the episodes it was chosen on, the other columns were not looked at): the "
                            f"better ({v['selected_best_variant']}) scores {v['selected_heldout_ratio']:.3f}x the "
                            f"best fixed policy on held-out levels; 95% CIs "
