@@ -271,10 +271,10 @@ class DreamlandConfig:
     select: bool = True
     """Also report each variant's controller seed with the best real return on the TRAINING levels
     (its own evaluation episodes there), on its own evaluation episodes (or every seed's, with
-    ``select_pool``): the row ``<variant> (selected)``. Dream-trained controllers of one world model differ widely in reality
-    (203-374 held out on one model); a few real training-level episodes tell them apart, and the
-    held-out and hard columns stay unseen by the choice. The variant rows, and the transfer
-    verdict, are the unselected protocol."""
+    ``select_pool``): the row ``<variant> (selected)``. Dream-trained controllers of one world
+    model differ widely in reality (203-374 held out on one model); a few real training-level
+    episodes tell them apart, and the held-out and hard columns stay unseen by the choice. The
+    variant rows, and the transfer verdict, are the unselected protocol."""
     select_pool: bool = False
     """With ``select``: evaluate the selected seed on every seed's episodes too (n = ``seeds`` x
     ``eval_episodes`` per column, like the variant rows; ~25 s per variant on the Dodge-v1
@@ -1030,9 +1030,9 @@ class Dreamland:
         means = [float(np.mean(self.run.stage_done(f"eval_{variant}_s{k}")["train"]["returns"]))
                  for k in range(self.cfg.seeds)]
         best = int(np.argmax(means))
-        agent = self._agent(variant, best) if self.cfg.select_pool else None
-        pooled: dict[str, list[float]] = {}
         seeds = list(range(self.cfg.seeds)) if self.cfg.select_pool else [best]
+        agent = self._agent(variant, best) if len(seeds) > 1 else None
+        pooled: dict[str, list[float]] = {}
         for k in seeds:
             rec = self.run.stage_done(f"eval_{variant}_s{k}") if k == best else self._evaluate(agent, None, k)
             for key in self.splits():
