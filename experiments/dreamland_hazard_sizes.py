@@ -13,19 +13,17 @@ from __future__ import annotations
 import sys
 
 import numpy as np
-import torch
 
 from simlab.envs.procgen.dataset import TransitionDataset
 from simlab.world_models.dropout.diagnostics import hazard_recall
-from simlab.world_models.dropout.vae import ConvVAE, encode_frames
+from simlab.world_models.dropout.vae import ConvVAE, reconstruct_frames
 
 
 def main(run: str) -> None:
     ds = TransitionDataset(f"{run}/data/heldout")
     d = ds.get(np.arange(min(len(ds), 2048)), ("obs", "hazard_boxes"))
     vae = ConvVAE.from_pretrained(f"{run}/checkpoints/vae")
-    with torch.no_grad():
-        recon = vae.decode_uint8(torch.as_tensor(encode_frames(vae, d["obs"])))
+    recon = reconstruct_frames(vae, d["obs"])
     b = d["hazard_boxes"]
     print("all", hazard_recall(d["obs"], recon, b))
     side, bottom, real = (b[..., 2] - b[..., 0]).astype(int), b[..., 3].astype(int), b[..., 0] >= 0

@@ -16,12 +16,11 @@ import time
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from simlab.config import load_yaml
 from simlab.pipelines.dreamland import Dreamland, DreamlandConfig
 from simlab.world_models.dropout.diagnostics import hazard_recall
-from simlab.world_models.dropout.vae import VAETrainConfig, encode_frames, train_vae
+from simlab.world_models.dropout.vae import VAETrainConfig, reconstruct_frames, train_vae
 
 KEYS = {"fg_weight": float, "epochs": int, "frames": int, "seed": int, "lr": float, "batch": int, "z": int, "sched": str, "density": float}
 
@@ -62,9 +61,7 @@ def main() -> None:
         t = time.time()
         vae = train_vae(frames, vcfg, device="cpu", progress=False, seed=int(s["seed"]))
         secs = time.time() - t
-        with torch.no_grad():
-            recon = vae.decode_uint8(torch.as_tensor(encode_frames(vae, hd["obs"])))
-        r = hazard_recall(hd["obs"], recon, hd["hazard_boxes"])
+        r = hazard_recall(hd["obs"], reconstruct_frames(vae, hd["obs"]), hd["hazard_boxes"])
         print(f"{setting}: hazard recall {100 * r['recall']:.1f}% ({r['visible']}/{r['hazards']}), "
               f"train {secs:.0f} s", flush=True)
 

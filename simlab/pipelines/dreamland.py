@@ -1062,7 +1062,7 @@ class Dreamland:
         """Hazard recall of the VAE on held-out frames (None with a reason when the data has no boxes)."""
         from simlab.errors import DatasetError
         from simlab.world_models.dropout.diagnostics import hazard_recall
-        from simlab.world_models.dropout.vae import ConvVAE, encode_frames
+        from simlab.world_models.dropout.vae import ConvVAE, reconstruct_frames
 
         ds = self._real("heldout")
         idx = np.arange(min(len(ds), 2048))
@@ -1072,11 +1072,7 @@ class Dreamland:
             return {"hazard_recall": None, "hazard_recall_note": "unavailable: the data records no sprite boxes "
                     "(a game without projectiles, or a dataset from before they were recorded)"}
         vae = ConvVAE.from_pretrained(self.path / "checkpoints" / "vae", device=self.device)
-        import torch
-
-        with torch.no_grad():
-            recon = vae.decode_uint8(torch.as_tensor(encode_frames(vae, d["obs"]), device=self.device))
-        r = hazard_recall(d["obs"], recon, d["hazard_boxes"])
+        r = hazard_recall(d["obs"], reconstruct_frames(vae, d["obs"]), d["hazard_boxes"])
         return {"hazard_recall": r["recall"], "hazards": r["hazards"], "visible": r["visible"], "frames": len(idx)}
 
     def diagnose_variant(self, variant: str) -> dict[str, Any]:

@@ -398,16 +398,14 @@ def plot_reconstructions(dl: Any, n: int = 8) -> None:
     """``plots/vae_reconstruction.png``: ``n`` real frames spread over the data (top row) and their
     VAE reconstructions (bottom row), 3x upscaled: what the world model can and cannot see."""
     import imageio.v3 as iio
-    import torch
 
-    from simlab.world_models.dropout.vae import ConvVAE
+    from simlab.world_models.dropout.vae import ConvVAE, reconstruct_frames
 
     ds = dl._real()
     idx = np.linspace(0, len(ds) - 1, n).astype(np.int64)
     real = ds.get(idx, ("obs",))["obs"]
     vae = ConvVAE.from_pretrained(dl.path / "checkpoints" / "vae", device=dl.device)
-    with torch.no_grad():
-        rec = vae.decode_uint8(vae.encode(torch.as_tensor(real, device=dl.device))[0])
+    rec = reconstruct_frames(vae, real)
     grid = np.concatenate([np.concatenate(list(real), 1), np.concatenate(list(rec), 1)], 0)
     iio.imwrite(dl.path / "plots" / "vae_reconstruction.png", np.kron(grid, np.ones((3, 3, 1), np.uint8)))
 

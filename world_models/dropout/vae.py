@@ -386,3 +386,10 @@ def encode_frames(vae: ConvVAE, frames: np.ndarray, batch_size: int = 256, sampl
         z = vae.reparameterize(mu, logvar, generator) if sample else mu
         out[lo:lo + len(z)] = z.cpu().numpy()
     return out
+
+
+@torch.no_grad()
+def reconstruct_frames(vae: ConvVAE, frames: np.ndarray, batch_size: int = 256) -> np.ndarray:
+    """The VAE's reconstruction of uint8 frames ``(N, 64, 64, C)`` -> uint8 ``(N, 64, 64, C)``:
+    each frame decoded from its ``mu`` (what the diagnostics and the reconstruction grid show)."""
+    return vae.decode_uint8(torch.as_tensor(encode_frames(vae, frames, batch_size), device=vae.device))
