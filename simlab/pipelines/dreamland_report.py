@@ -292,11 +292,19 @@ def _plt():
 
 
 def plot_learning(dl: Any, s: dict[str, Any]) -> None:
-    """plots/dream_vs_real.png: CMA-ES in the dream (population mean per generation; the scored CMA
-    means in the dream and in the real game, from the fidelity panel), and the real-env results
-    beside the fixed policies."""
+    """plots/dream_vs_real.png: CMA-ES in the dream, and the real-env results beside the fixed policies.
+
+    Left, on two y scales (a dream return is out of ``max_dream_steps``, a real one out of
+    ``fidelity_max_steps``, so one axis flattens the dream curve): top, the dream return per
+    generation (population mean of every seed, thin) and of seed 0's scored CMA means (from the
+    fidelity panel); bottom, the real return of the same CMA means. The dashed lines are the best
+    fixed policy of the panel, measured the same way (dream on top, real below), so a reader sees at
+    once whether the dream or reality rates the trained controllers above a trivial policy."""
     plt = _plt()
-    fig, (ax0, ax1) = plt.subplots(1, 2, figsize=(13, 4.5))
+    fig = plt.figure(figsize=(13, 6))
+    grid = fig.add_gridspec(2, 2)
+    ax_d, ax_r, ax1 = fig.add_subplot(grid[0, 0]), fig.add_subplot(grid[1, 0]), fig.add_subplot(grid[:, 1])
+    ax_r.sharex(ax_d)
     recs = dl.run.metrics()
     for i, v in enumerate(dl.cfg.variants()):
         for k in range(dl.cfg.seeds):
@@ -304,19 +312,27 @@ def plot_learning(dl: Any, s: dict[str, Any]) -> None:
             pts = [(r["step"], r[key]) for r in recs if key in r]
             if pts:
                 x, y = zip(*pts)
-                ax0.plot(x, y, color=f"C{i}", alpha=0.25, lw=1, label=f"{v}: population mean (dream)" if k == 0 else None)
+                ax_d.plot(x, y, color=f"C{i}", alpha=0.25, lw=1, label=f"{v}: population mean" if k == 0 else None)
         p = s["diagnostics"]["fidelity_panel"].get(v)
         if p:
             gm = [(int(n.split()[-1]), d, r) for n, d, r in zip(p["names"], p["dream"], p["real"])
                   if n.startswith("CMA mean gen")]
             if gm:
                 g, d, r = zip(*gm)
-                ax0.plot(g, d, "o-", color=f"C{i}", label=f"{v}: CMA mean, dream")
-                ax0.plot(g, r, "s--", color=f"C{i}", label=f"{v}: CMA mean, REAL")
-    ax0.set_xlabel("CMA-ES generation")
-    ax0.set_ylabel(f"return (CMA means: dream {dl.cfg.max_dream_steps}, real {dl.cfg.fidelity_max_steps} steps)")
-    ax0.set_title("controller training in the dream (seed 0's scored means)")
-    ax0.legend(fontsize=7)
+                ax_d.plot(g, d, "o-", color=f"C{i}", label=f"{v}: CMA mean (seed 0)")
+                ax_r.plot(g, r, "s-", color=f"C{i}", label=f"{v}: CMA mean (seed 0)")
+            fixed = [(n, d, r) for n, d, r in zip(p["names"], p["dream"], p["real"]) if n.startswith("fixed")]
+            if fixed:
+                name, d, r = max(fixed, key=lambda t: t[2])
+                ax_d.axhline(d, color=f"C{i}", ls="--", lw=1, label=f"{v}: dream of {name}")
+                if i == 0:  # the real side does not depend on the variant
+                    ax_r.axhline(r, color="k", ls="--", lw=1, label=f"best {name}")
+    ax_d.set_ylabel(f"dream return (of {dl.cfg.max_dream_steps})")
+    ax_d.set_title("controller training in the dream, and the same controllers in reality")
+    ax_d.legend(fontsize=7)
+    ax_r.set_xlabel("CMA-ES generation")
+    ax_r.set_ylabel(f"real return (up to {dl.cfg.fidelity_max_steps} steps)")
+    ax_r.legend(fontsize=7)
     rows = {**{f"{v}": r for v, r in s["variants"].items()},
             **({"upper bound": s["upper_bound"]} if s["upper_bound"] else {}),
             **{f"fixed: {f}": r for f, r in s["fixed_policies"].items()}}
