@@ -306,6 +306,7 @@ def plot_learning(dl: Any, s: dict[str, Any]) -> None:
     ax_d, ax_r, ax1 = fig.add_subplot(grid[0, 0]), fig.add_subplot(grid[1, 0]), fig.add_subplot(grid[:, 1])
     ax_r.sharex(ax_d)
     recs = dl.run.metrics()
+    real_baseline = False  # the fixed policies' real returns are the same in every variant's panel
     for i, v in enumerate(dl.cfg.variants()):
         for k in range(dl.cfg.seeds):
             key = f"dream_{v}_s{k}/cmaes/mean_return"
@@ -325,8 +326,9 @@ def plot_learning(dl: Any, s: dict[str, Any]) -> None:
             if fixed:
                 name, d, r = max(fixed, key=lambda t: t[2])
                 ax_d.axhline(d, color=f"C{i}", ls="--", lw=1, label=f"{v}: dream of {name}")
-                if i == 0:  # the real side does not depend on the variant
+                if not real_baseline:
                     ax_r.axhline(r, color="k", ls="--", lw=1, label=f"best {name}")
+                    real_baseline = True
     ax_d.set_ylabel(f"dream return (of {dl.cfg.max_dream_steps})")
     ax_d.set_title("controller training in the dream, and the same controllers in reality")
     ax_d.legend(fontsize=7)
